@@ -1,0 +1,3 @@
+from fewstep.cli.main import main
+
+main()

@@ -1,0 +1,92 @@
+"""Sigma grids: 1-D float64 tensors from sigma_max down to sigma_min, then a final 0.
+
+`n` is the number of steps; the grid holds n + 1 values and its last step lands on data (sigma = 0).
+Karras et al. (2022) Eq. 5 (rho), Lu et al. (2022) Sec. 3.3 (uniform logSNR / time), and DPM-Solver's
+`time_quadratic`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .denoiser import check_sigma_range
+from .noise import NoiseProcess, VPLinear
+
+
+def _check(n: int, sigma_min: float, sigma_max: float) -> None:
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of steps must be a positive integer, got {n!r}")
+    check_sigma_range(sigma_min, sigma_max)
+
+
+def append_zero(sigmas: Tensor) -> Tensor:
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def _ramp(n: int) -> Tensor:
+    """n points from 0 to 1 (a single point is 0: one step from sigma_max to 0)."""
+    return torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+
+
+def logsnr(n: int, sigma_min: float, sigma_max: float) -> Tensor:
+    """Uniform in lambda = -log(sigma) (Lu et al. 2022, DPM-Solver 'logSNR')."""
+    _check(n, sigma_min, sigma_max)
+    lam = torch.tensor([sigma_max, sigma_min], dtype=torch.float64).log()
+    return append_zero((lam[0] + _ramp(n) * (lam[1] - lam[0])).exp())
+
+
+def karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    """sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho (Karras Eq. 5)."""
+    _check(n, sigma_min, sigma_max)
+    if rho <= 0:
+        raise ValueError(f"rho must be positive, got {rho}")
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return append_zero((a + _ramp(n) * (b - a)) ** rho)
+
+
+def _time_grid(n: int, sigma_min: float, sigma_max: float, power: float, process: NoiseProcess | None) -> Tensor:
+    _check(n, sigma_min, sigma_max)
+    p = process or VPLinear()
+    t_max, t_min = p.t(sigma_max), p.t(sigma_min)
+    ramp = _ramp(n)
+    t = (t_max ** (1 / power) + ramp * (t_min ** (1 / power) - t_max ** (1 / power))) ** power
+    s = p.sigma(t)
+    s[0], s[-1] = sigma_max, sigma_min  # exact endpoints despite the round trip
+    return append_zero(s)
+
+
+def uniform_t(n: int, sigma_min: float, sigma_max: float, process: NoiseProcess | None = None) -> Tensor:
+    """Uniform in the process time t (VP-linear by default; DPM-Solver 'time_uniform')."""
+    return _time_grid(n, sigma_min, sigma_max, 1.0, process)
+
+
+def quadratic_t(n: int, sigma_min: float, sigma_max: float, process: NoiseProcess | None = None) -> Tensor:
+    """Uniform in sqrt(t) (DPM-Solver 'time_quadratic'), denser near data."""
+    return _time_grid(n, sigma_min, sigma_max, 2.0, process)
+
+
+GRIDS: dict[str, Callable[..., Tensor]] = {
+    "logsnr": logsnr, "karras": karras, "uniform_t": uniform_t, "quadratic_t": quadratic_t,
+}
+
+
+def get(name: str, n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, **kwargs) -> Tensor:
+    """Build a named grid with n steps (n + 1 values ending in 0)."""
+    if name not in GRIDS:
+        raise KeyError(f"unknown grid {name!r}; known: {', '.join(GRIDS)} (or pass explicit sigmas)")
+    return GRIDS[name](n, sigma_min, sigma_max, **kwargs)
+
+
+def from_values(sigmas: Sequence[float] | Tensor) -> Tensor:
+    """Validate user-given sigmas: strictly decreasing, positive, last may be 0 (appended if missing)."""
+    s = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    if s.numel() < 1 or not torch.isfinite(s).all():
+        raise ValueError("sigmas must be a non-empty list of finite numbers")
+    if s[-1] != 0:
+        s = append_zero(s)
+    if (s[:-1] <= 0).any() or not (s[1:] < s[:-1]).all():
+        raise ValueError(f"sigmas must be positive and strictly decreasing before the final 0, got {s.tolist()}")
+    return s

@@ -1,0 +1,135 @@
+"""Checkpoint io: safetensors weights with the JSON config in the file's metadata; atomic writes.
+
+A fewstep model file is one `.safetensors` whose metadata key "fewstep" holds a JSON config:
+{"format": 1, "kind": "denoiser", "net": {"class", "kwargs"}, "precond": {"name", "kwargs"},
+ "sigma_min", "sigma_max", "shape", "process"?, "data"?, "train"?: {command, seed, commit}, "metrics"?: {...}}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+FORMAT = 1
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call write(tmp_path) on a temp file in the target folder, fsync it, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save through a temp file + rename: a kill never leaves a half-written file behind."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def git_commit() -> str:
+    """The current git commit of the fewstep source tree, or 'unknown'."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def save_model(path: str | os.PathLike, module: nn.Module, config: dict[str, Any]) -> Path:
+    """Save a module's weights and its config to one safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    config = {"format": FORMAT, **config}
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    meta = {"fewstep": json.dumps(config, sort_keys=True)}
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read the JSON config stored in a fewstep safetensors file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; give a path to a .safetensors file fewstep saved, "
+                                "or a zoo name (`fewstep zoo list`)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); re-download or re-train it") from e
+    if "fewstep" not in meta:
+        raise CheckpointError(f"{path} has no fewstep config in its metadata; was it saved by fewstep.io.save_model?")
+    try:
+        config = json.loads(meta["fewstep"])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: the stored config is not valid JSON ({e})") from e
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: config format {config.get('format')!r} is not {FORMAT}; upgrade fewstep")
+    return config
+
+
+def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot read the weights ({e}); the file is corrupt or truncated") from e
+
+
+def build_denoiser(config: dict[str, Any], state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """Rebuild a Preconditioned denoiser from its config (and load weights if given)."""
+    from . import nets
+    from . import precond as P
+
+    for key in ("net", "precond", "sigma_min", "sigma_max"):
+        if key not in config:
+            raise CheckpointError(f"checkpoint config lacks {key!r}; it was not saved by this version of fewstep")
+    net_cfg = config["net"]
+    if net_cfg.get("class") not in nets.NETS:
+        raise CheckpointError(f"unknown network class {net_cfg.get('class')!r}; known: {', '.join(nets.NETS)}")
+    net = nets.NETS[net_cfg["class"]](**net_cfg.get("kwargs", {}))
+    pc = P.get(config["precond"]["name"], **config["precond"].get("kwargs", {}))
+    den = P.Preconditioned(net, pc, config["sigma_min"], config["sigma_max"], config.get("shape"))
+    den.config = config
+    if state is not None:
+        missing, unexpected = den.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"weights do not match the network: missing {missing[:5]}, unexpected "
+                                  f"{unexpected[:5]}")
+    return den.eval()
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Load a denoiser saved by `save_model`, ready for sampling (eval mode, no grad needed)."""
+    config = read_config(path)
+    den = build_denoiser(config, load_state(path))
+    for p in den.parameters():
+        p.requires_grad_(False)
+    return den.to(device)
