@@ -1,0 +1,1 @@
+"""Benchmarks: each writes bench-results/<name>.json via `common.write_result`; BENCHMARKS.md is rendered from them."""

@@ -1,0 +1,58 @@
+"""`fewstep bench ...`: run a benchmark, write bench-results/<name>.json, regenerate BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# subcommand -> "module:attribute" of a click command; each benchmark module adds its own line here.
+BENCHES: dict[str, str] = {
+    "solvers": "fewstep.cli.bench_solvers:solvers",
+    "search": "fewstep.cli.bench_search:search",
+    "consistency": "fewstep.cli.bench_consistency:consistency",
+    "foundation": "fewstep.cli.bench_foundation:foundation",
+}
+
+
+class _LazyBench(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*BENCHES, "all", "report"])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in BENCHES:
+            mod, attr = BENCHES[name].split(":")
+            try:
+                return getattr(importlib.import_module(mod), attr)
+            except ModuleNotFoundError as e:
+                if e.name and e.name.startswith("fewstep"):
+                    return None
+                raise
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyBench)
+def bench() -> None:
+    """Run benchmarks (JSON in bench-results/, tables in BENCHMARKS.md)."""
+
+
+@bench.command()
+def report() -> None:
+    """Regenerate BENCHMARKS.md from bench-results/*.json."""
+    from ..bench.common import regenerate
+
+    click.echo(f"wrote {regenerate()}")
+
+
+@bench.command(name="all")
+@click.pass_context
+def all_(ctx: click.Context) -> None:
+    """Run every available benchmark with its defaults, then regenerate BENCHMARKS.md."""
+    group = ctx.parent.command
+    for name in BENCHES:
+        cmd = group.get_command(ctx, name)
+        if cmd is None:
+            click.echo(f"skip {name}: not available in this build")
+            continue
+        click.echo(f"== bench {name}")
+        ctx.invoke(cmd)
