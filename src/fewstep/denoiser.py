@@ -62,9 +62,10 @@ def append_dims(v: Tensor, ndim: int) -> Tensor:
 
 def batch_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
     """Return sigma as a tensor [batch] on x's device (a float or 0-d tensor is broadcast)."""
-    s = torch.as_tensor(sigma, device=x.device)
-    if not s.is_floating_point():
-        s = s.to(torch.float64)
+    if torch.is_tensor(sigma):
+        s = sigma.to(x.device) if sigma.is_floating_point() else sigma.to(x.device, torch.float64)
+    else:
+        s = torch.tensor(float(sigma), dtype=torch.float64, device=x.device)
     if s.ndim == 0:
         s = s.expand(x.shape[0])
     if s.ndim != 1 or s.shape[0] != x.shape[0]:

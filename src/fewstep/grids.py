@@ -26,6 +26,15 @@ def append_zero(sigmas: Tensor) -> Tensor:
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
+def _exact_ends(s: Tensor, sigma_min: float, sigma_max: float) -> Tensor:
+    """Pin the endpoints exactly (the exp/log round trip is off in the last bit) and append the final 0."""
+    s = s.clone()
+    if len(s) > 1:
+        s[-1] = sigma_min
+    s[0] = sigma_max
+    return append_zero(s)
+
+
 def _ramp(n: int) -> Tensor:
     """n points from 0 to 1 (a single point is 0: one step from sigma_max to 0)."""
     return torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
@@ -35,7 +44,7 @@ def logsnr(n: int, sigma_min: float, sigma_max: float) -> Tensor:
     """Uniform in lambda = -log(sigma) (Lu et al. 2022, DPM-Solver 'logSNR')."""
     _check(n, sigma_min, sigma_max)
     lam = torch.tensor([sigma_max, sigma_min], dtype=torch.float64).log()
-    return append_zero((lam[0] + _ramp(n) * (lam[1] - lam[0])).exp())
+    return _exact_ends((lam[0] + _ramp(n) * (lam[1] - lam[0])).exp(), sigma_min, sigma_max)
 
 
 def karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
@@ -53,9 +62,7 @@ def _time_grid(n: int, sigma_min: float, sigma_max: float, power: float, process
     t_max, t_min = p.t(sigma_max), p.t(sigma_min)
     ramp = _ramp(n)
     t = (t_max ** (1 / power) + ramp * (t_min ** (1 / power) - t_max ** (1 / power))) ** power
-    s = p.sigma(t)
-    s[0], s[-1] = sigma_max, sigma_min  # exact endpoints despite the round trip
-    return append_zero(s)
+    return _exact_ends(p.sigma(t), sigma_min, sigma_max)
 
 
 def uniform_t(n: int, sigma_min: float, sigma_max: float, process: NoiseProcess | None = None) -> Tensor:
