@@ -1,0 +1,5 @@
+"""Reports: a page model rendered to HTML and a Markdown twin, plus the plots they show."""
+
+from .page import Page, Section, Table, write_page
+
+__all__ = ["Page", "Section", "Table", "write_page"]
