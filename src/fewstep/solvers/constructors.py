@@ -1,0 +1,226 @@
+"""Classic solvers as plan constructors: each returns decisions for the one engine, never its own loop.
+
+`get(name, nfe, sigma_min, sigma_max, grid, **options)`; every constructor spends exactly `nfe` evaluations.
+Common options: `sigmas` (explicit grid, overrides `grid`; its length then fixes the step count),
+`lower_order_final` (True: like diffusers, orders <= 2 on the last two steps when there are < 15 steps; the
+step to sigma = 0 is always order 1 in lambda, since h = inf there), `final_sigma` (0: end on data; > 0: stop
+there without denoising), `afs` ("none" | "zero": saves one NFE, USF), `prediction` ("data" | "noise").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import grids
+from .plan import Plan, Step
+
+
+def _grid(n: int, sigma_min: float, sigma_max: float, grid: str, sigmas: Any = None,
+          final_sigma: float = 0.0, **grid_kw: Any) -> Tensor:
+    if sigmas is not None:
+        return grids.from_values(sigmas)
+    s = grids.get(grid, n, sigma_min, sigma_max, **grid_kw)
+    if final_sigma:
+        if not 0 < final_sigma < sigma_min:
+            raise ValueError(f"final_sigma must be 0 or in (0, sigma_min={sigma_min}), got {final_sigma}")
+        s[-1] = final_sigma
+    return s
+
+
+def _check_nfe(nfe: Any, least: int = 1) -> int:
+    if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < least:
+        raise ValueError(f"nfe must be an integer >= {least}, got {nfe!r}")
+    return nfe
+
+
+def _multistep(order: int, n: int, lower_order_final: bool, warm: bool = True) -> list[int]:
+    """Per-step orders: warm-up min(order, i+1); diffusers' lower_order_final for the last two steps (< 15)."""
+    out = []
+    for i in range(n):
+        p = min(order, i + 1) if warm else order
+        if lower_order_final and n < 15:
+            p = min(p, n - i)
+        out.append(p)
+    return out
+
+
+def _finish(sig: Tensor, steps: list[Step], name: str, order: int, afs: str = "none") -> Plan:
+    if sig[-1] == 0:  # the step to data in lambda must be order 1 (diffusers: final_sigmas_type="zero")
+        last = steps[-1]
+        if last.variable == "lambda" and last.order > 1:
+            steps[-1] = Step(order=1, prediction=last.prediction)
+    return Plan(sig, tuple(steps), afs=afs, name=name, order=order)
+
+
+def _n_steps(nfe: int, afs: str, sigmas: Any) -> int:
+    n = nfe + (afs != "none")
+    if sigmas is not None:
+        n_given = len(grids.from_values(sigmas)) - 1
+        if n_given != n:
+            raise ValueError(f"the given sigmas have {n_given} steps but nfe={nfe} (afs={afs!r}) needs {n}")
+    return n
+
+
+def multistep(name: str, order: int, relaxation: str = "none", corrector: bool = False, bh: str = "") -> Callable:
+    """Constructor for a multistep EI solver (DPM-Solver++ 2M/3M, UniPC, DEIS)."""
+
+    def build(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, prediction: str = "data",
+              order: int = order, lower_order_final: bool = True, sigmas: Any = None, afs: str = "none",
+              final_sigma: float = 0.0, disable_corrector: tuple[int, ...] = (), corrector: bool = corrector,
+              solver_type: str = "midpoint", **grid_kw: Any) -> Plan:
+        n = _n_steps(nfe, afs, sigmas)
+        sig = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
+        if bh:  # UniPC: lower_order_final applies at any step count (diffusers UniPCMultistepScheduler)
+            orders = [min(order, i + 1, n - i) if lower_order_final else min(order, i + 1) for i in range(n)]
+        else:
+            orders = _multistep(order, n, lower_order_final)
+        steps = []
+        for i, p in enumerate(orders):
+            relax = bh or (relaxation if solver_type == "midpoint" else "none")
+            use_c = corrector and i < n - 1 and i not in disable_corrector
+            steps.append(Step(
+                order=p, prediction=prediction, relaxation=relax if p == 2 else "none",
+                second_scale=0.5 if (relaxation == "dpm_solver_2" and p == 3 and not bh) else 1.0,
+                corrector="unic" if use_c else "none",
+                corrector_relaxation=((bh or "none") if p == 1 else "none") if use_c else "none"))
+        return _finish(sig, steps, name, order + (1 if corrector else 0), afs)
+
+    return build
+
+
+def singlestep(name: str, order: int, prediction: str) -> Callable:
+    """DPM-Solver(++)-k singlestep on diffusers' order list (blocks of k grid intervals, Lu 2022a Alg. 1-2)."""
+
+    def build(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, lower_order_final: bool = True,
+              sigmas: Any = None, final_sigma: float = 0.0, prediction: str = prediction,
+              solver_type: str = "midpoint", **grid_kw: Any) -> Plan:
+        n = _n_steps(nfe, "none", sigmas)
+        g = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
+        blocks = _blocks(_order_list(order, n, lower_order_final, g[-1] == 0))
+        relax = "dpm_solver_2" if solver_type == "midpoint" else "none"
+        sig, steps, j = [float(g[0])], [], 0
+        for b in blocks:
+            s, t = float(g[j]), float(g[j + b])
+            ratios = tuple(math.log(s / float(g[j + q])) / math.log(s / t) for q in range(1, b))
+            if b == 1:
+                steps.append(Step(order=1, prediction=prediction))
+            elif b == 2:
+                steps.append(Step(order=2, prediction=prediction, ratios=ratios, relaxation=relax))
+            else:  # DPM-Solver-3: u2 by a 2nd-order step, final 2nd-order Taylor from u2 alone (r2 makes it 3rd)
+                steps.append(Step(order=2 if relax != "none" else 3, prediction=prediction, ratios=ratios,
+                                  points=(2,) if relax != "none" else None, inner_relaxation=relax))
+            sig.append(t)
+            j += b
+        return Plan(torch.tensor(sig, dtype=torch.float64), tuple(steps), name=name, order=order)
+
+    return build
+
+
+def _order_list(k: int, n: int, lower_order_final: bool, final_zero: bool) -> list[int]:
+    """diffusers DPMSolverSinglestepScheduler.get_order_list (uneven n forces lower_order_final there too)."""
+    if lower_order_final or n % k:
+        full, rest = divmod(n, k)
+        tail = [*range(1, k)] + [1] if rest == 0 else [*range(1, rest + 1)]
+        orders = [*range(1, k + 1)] * (full - (rest == 0)) + tail
+        orders = orders if k > 1 else [1] * n
+    else:
+        orders = [*range(1, k + 1)] * (n // k)
+    if final_zero:
+        orders[-1] = 1
+    return orders
+
+
+def _blocks(orders: list[int]) -> list[int]:
+    """[1, 2, 3, 1, 2, 1] -> [3, 2, 1]: each run 1..b is one singlestep block of b grid intervals."""
+    out: list[int] = []
+    for o in orders:
+        if o == 1:
+            out.append(1)
+        else:
+            out[-1] += 1
+    return out
+
+
+def ddim(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, sigmas: Any = None, afs: str = "none",
+         final_sigma: float = 0.0, prediction: str = "data", **grid_kw: Any) -> Plan:
+    """DDIM (Song et al. 2021, Eq. 12) = first-order DPM-Solver(++) in lambda."""
+    sig = _grid(_n_steps(nfe, afs, sigmas), sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
+    return Plan(sig, tuple(Step(prediction=prediction) for _ in range(len(sig) - 1)), afs=afs, name="ddim", order=1)
+
+
+def euler(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, sigmas: Any = None, afs: str = "none",
+          final_sigma: float = 0.0, **grid_kw: Any) -> Plan:
+    """Euler on dx/dsigma = eps (Karras et al. 2022, Alg. 1 without the 2nd-order correction)."""
+    sig = _grid(_n_steps(nfe, afs, sigmas), sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
+    st = Step(prediction="noise", variable="sigma")
+    return Plan(sig, tuple(st for _ in range(len(sig) - 1)), afs=afs, name="euler", order=1)
+
+
+def heun(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, sigmas: Any = None,
+         final_sigma: float = 0.0, **grid_kw: Any) -> Plan:
+    """EDM Heun (Karras et al. 2022, Alg. 1): N = ceil((nfe+1)/2) steps, the first nfe-N are Heun, the rest Euler.
+
+    Odd nfe = 2N-1 is EDM exactly (only the step to sigma=0 is Euler); even nfe adds one more Euler step.
+    """
+    n = (nfe + 2) // 2 if sigmas is None else len(grids.from_values(sigmas)) - 1
+    k = nfe - n
+    if not 0 <= k <= n - (sigmas is None or grids.from_values(sigmas)[-1] == 0):
+        raise ValueError(f"heun with {n} steps cannot spend nfe={nfe}; use nfe in [{n}, {2 * n - 1}]")
+    sig = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
+    e = Step(prediction="noise", variable="sigma")
+    h = Step(order=2, prediction="noise", variable="sigma", ratios=(1.0,))
+    return Plan(sig, tuple(h if i < k else e for i in range(n)), name="heun", order=2)
+
+
+def ipndm(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, order: int = 4,
+          lower_order_final: bool = False, sigmas: Any = None, afs: str = "none", final_sigma: float = 0.0,
+          **grid_kw: Any) -> Plan:
+    """iPNDM (Zhang & Chen 2023, Eq. 9): Adams-Bashforth in sigma with equal-spacing coefficients, order <= 4.
+
+    lower_order_final defaults to False as in zju-pi/diff-sampler (a polynomial in sigma may end on 0).
+    """
+    n = _n_steps(nfe, afs, sigmas)
+    sig = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
+    orders = _multistep(order, n, lower_order_final)
+    steps = tuple(Step(order=p, prediction="noise", variable="sigma", uniform=True) for p in orders)
+    return Plan(sig, steps, afs=afs, name="ipndm", order=order)
+
+
+REGISTRY: dict[str, Callable[..., Plan]] = {
+    "euler": euler,
+    "heun": heun,
+    "ddim": ddim,
+    "dpm_solver_2s": singlestep("dpm_solver_2s", 2, "noise"),
+    "dpm_solver_3s": singlestep("dpm_solver_3s", 3, "noise"),
+    "dpm_solver_pp_2s": singlestep("dpm_solver_pp_2s", 2, "data"),
+    "dpm_solver_pp_3s": singlestep("dpm_solver_pp_3s", 3, "data"),
+    "dpm_solver_pp_2m": multistep("dpm_solver_pp_2m", 2, "dpm_solver_2"),
+    "dpm_solver_pp_3m": multistep("dpm_solver_pp_3m", 3, "dpm_solver_2"),
+    "unipc_bh1": multistep("unipc_bh1", 2, corrector=True, bh="bh1"),
+    "unipc_bh2": multistep("unipc_bh2", 2, corrector=True, bh="bh2"),
+    "deis_3": multistep("deis_3", 3),
+    "ipndm": ipndm,
+}
+DEFAULTS: dict[str, dict[str, Any]] = {"deis_3": {"prediction": "noise"}}
+
+
+def names() -> list[str]:
+    """Registered plan constructor names."""
+    return sorted(REGISTRY)
+
+
+def get(name: str, nfe: int = 10, sigma_min: float = 0.002, sigma_max: float = 80.0, grid: str = "logsnr",
+        **options: Any) -> Plan:
+    """Build the named classic solver as a Plan spending exactly `nfe` denoiser evaluations."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown plan {name!r}; known: {', '.join(names())}")
+    _check_nfe(nfe)
+    plan = REGISTRY[name](nfe, float(sigma_min), float(sigma_max), grid, **{**DEFAULTS.get(name, {}), **options})
+    if plan.nfe != nfe:  # a constructor bug, never a user error
+        raise AssertionError(f"{name} built a plan with nfe={plan.nfe}, asked {nfe}")
+    return plan

@@ -1,0 +1,239 @@
+"""A solver plan: a sigma grid plus one decision per step (USF, Liu et al. 2024, Sec. 3; arXiv 2312.07243).
+
+Step i goes from sigmas[i] to sigmas[i+1]. It evaluates D at its start (except step 0 under AFS), then
+expands the prediction `m` (data: x0 = D; noise: eps = (x - D)/sigma) as a Taylor polynomial of `order`
+in the variable tau (lambda = -log sigma: exponential integrator, Lu et al. 2022 Eq. 3.6; sigma: plain
+polynomial, EDM/iPNDM) and integrates it exactly. Derivatives come from the Taylor (Vandermonde) system
+through `points`: earlier grid evaluations (multistep, lag 1 = the previous grid point) or this step's
+intermediate evaluations at `ratios` r of the step (singlestep). JSON (hand-writable; omitted keys take
+these defaults):
+
+    {"version": 1, "sigmas": [80, 2.5, 0.002, 0], "afs": "none",
+     "defaults": {"prediction": "data"},                     # optional, merged into every step
+     "steps": [{"order": 1}, {"order": 2, "relaxation": "bh2", "corrector": "unic"}, {"order": 1}]}
+
+Step keys: order (1), prediction ("data" | "noise"), variable ("lambda" | "sigma"), ratios ([]),
+points (null = lags 1..order-1, or all intermediates), uniform (false: nodes at -h, -2h... as in
+Adams-Bashforth/iPNDM), relaxation ("none" | "dpm_solver_2" | "bh1" | "bh2" | "linear") with coef (0.0,
+the c of (1 + c h)), second_scale (1.0), inner_relaxation ("none"), corrector ("none" | "unic"),
+corrector_relaxation ("none"). Plan keys: afs ("none" | "zero": x0(x_T) = 0 | "mean": x0(x_T) = afs_mean),
+afs_mean (nested list), name, order (declared order, informational).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import PlanError
+
+VERSION = 1
+PREDICTIONS = ("data", "noise")
+VARIABLES = ("lambda", "sigma")
+RELAXATIONS = ("none", "dpm_solver_2", "bh1", "bh2", "linear")
+CORRECTORS = ("none", "unic")
+AFS = ("none", "zero", "mean")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step's decisions (USF decision space: prediction, order, start point, derivatives, corrector)."""
+
+    order: int = 1
+    prediction: str = "data"
+    variable: str = "lambda"
+    ratios: tuple[float, ...] = ()
+    points: tuple[int, ...] | None = None
+    uniform: bool = False
+    relaxation: str = "none"
+    coef: float = 0.0
+    second_scale: float = 1.0
+    inner_relaxation: str = "none"
+    corrector: str = "none"
+    corrector_relaxation: str = "none"
+
+    @property
+    def singlestep(self) -> bool:
+        return len(self.ratios) > 0
+
+    def used_points(self) -> tuple[int, ...]:
+        """Lags (multistep) or intermediate indices 1..m (singlestep) that feed the derivative estimate."""
+        if self.points is not None:
+            return tuple(self.points)
+        return tuple(range(1, len(self.ratios) + 1)) if self.singlestep else tuple(range(1, self.order))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only the fields that differ from the defaults (readable JSON)."""
+        d, default = asdict(self), Step()
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if v != getattr(default, k)}
+
+
+_STEP_FIELDS = {f.name for f in fields(Step)}
+
+
+def _fail(i: int | None, name: str, msg: str) -> PlanError:
+    where = f"step {i}: field {name!r}" if i is not None else f"plan field {name!r}"
+    return PlanError(f"{where}: {msg}")
+
+
+def _check_step(i: int, st: Step, s: float, t: float, n_before: int) -> None:
+    """Validate step i (from sigma s to t) given n_before earlier grid evaluations."""
+    if not isinstance(st.order, int) or isinstance(st.order, bool) or not 1 <= st.order <= 4:
+        raise _fail(i, "order", f"must be an integer 1-4, got {st.order!r}")
+    for name, allowed in (("prediction", PREDICTIONS), ("variable", VARIABLES), ("relaxation", RELAXATIONS),
+                          ("inner_relaxation", RELAXATIONS), ("corrector", CORRECTORS),
+                          ("corrector_relaxation", RELAXATIONS)):
+        if getattr(st, name) not in allowed:
+            raise _fail(i, name, f"must be one of {', '.join(allowed)}, got {getattr(st, name)!r}")
+    if st.variable == "sigma":
+        if st.prediction != "noise":
+            raise _fail(i, "prediction", "variable 'sigma' (polynomial in sigma) needs prediction 'noise'")
+        for name in ("relaxation", "inner_relaxation", "corrector_relaxation"):
+            if getattr(st, name) not in ("none", "linear"):
+                raise _fail(i, name, "variable 'sigma' allows only 'none' or 'linear'")
+    for name in ("coef", "second_scale"):
+        if not isinstance(getattr(st, name), (int, float)) or not math.isfinite(getattr(st, name)):
+            raise _fail(i, name, f"must be a finite number, got {getattr(st, name)!r}")
+    r = list(st.ratios)
+    if len(r) > 3 or any(not isinstance(v, (int, float)) or not 0 < v <= 1 for v in r) or \
+            any(b <= a for a, b in zip(r, r[1:], strict=False)):
+        raise _fail(i, "ratios", f"must be up to 3 increasing numbers in (0, 1], got {r}")
+    if st.uniform and st.singlestep:
+        raise _fail(i, "uniform", "equally spaced nodes apply to multistep steps only")
+    pts = st.used_points()
+    limit = len(r) if st.singlestep else n_before
+    kind = f"intermediate indices 1..{limit}" if st.singlestep else f"lags 1..{limit} (earlier grid evaluations)"
+    if any(not isinstance(p, int) or not 1 <= p <= limit for p in pts) or len(set(pts)) != len(pts):
+        raise _fail(i, "points", f"must be distinct {kind}, got {list(pts)}")
+    if len(pts) < st.order - 1:
+        raise _fail(i, "points", f"order {st.order} needs at least {st.order - 1} points, got {list(pts)}"
+                    + ("" if st.singlestep else f" (only {n_before} earlier evaluations exist: lower the order)"))
+    if t == 0 and st.variable == "lambda" and (st.order > 1 or st.singlestep):
+        raise _fail(i, "order", "a step to sigma=0 in lambda is h=inf: use order 1 without ratios "
+                    "(or variable 'sigma')")
+    if t == 0 and st.singlestep and st.ratios[-1] == 1:
+        raise _fail(i, "ratios", "ratio 1 on the step to sigma=0 would evaluate the denoiser at sigma=0")
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """Sigma grid (float64, decreasing, last usually 0) plus one Step per interval; `nfe` counts D calls."""
+
+    sigmas: Tensor
+    steps: tuple[Step, ...]
+    afs: str = "none"
+    afs_mean: Tensor | None = None
+    name: str = ""
+    order: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        s = torch.as_tensor(self.sigmas, dtype=torch.float64).detach().cpu().flatten()
+        object.__setattr__(self, "sigmas", s)
+        object.__setattr__(self, "steps", tuple(self.steps))
+        if s.numel() < 2 or not torch.isfinite(s).all():
+            raise _fail(None, "sigmas", f"need at least 2 finite values, got {s.tolist()}")
+        if not (s[1:] < s[:-1]).all() or s[-1] < 0:
+            raise _fail(None, "sigmas", f"must be strictly decreasing and >= 0, got {s.tolist()}")
+        if len(self.steps) != s.numel() - 1:
+            raise _fail(None, "steps", f"need one step per interval: {s.numel() - 1}, got {len(self.steps)}")
+        if self.afs not in AFS:
+            raise _fail(None, "afs", f"must be one of {', '.join(AFS)}, got {self.afs!r}")
+        if (self.afs == "mean") != (self.afs_mean is not None):
+            raise _fail(None, "afs_mean", "give afs_mean exactly when afs is 'mean'")
+        if self.afs_mean is not None:
+            object.__setattr__(self, "afs_mean", torch.as_tensor(self.afs_mean, dtype=torch.float64))
+        for i, st in enumerate(self.steps):
+            if not isinstance(st, Step):
+                raise _fail(i, "step", f"must be a Step, got {type(st).__name__}")
+            _check_step(i, st, float(s[i]), float(s[i + 1]), i)
+            if st.corrector != "none" and i == len(self.steps) - 1:
+                raise _fail(i, "corrector", "the last step has no next evaluation for UniC to reuse; use 'none'")
+
+    @property
+    def nfe(self) -> int:
+        """Denoiser evaluations: one per step start (none at step 0 under AFS) plus one per ratio."""
+        return len(self.steps) + sum(len(st.ratios) for st in self.steps) - (self.afs != "none")
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plan) and self.to_dict() == other.to_dict()
+
+    __hash__ = object.__hash__
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"version": VERSION}
+        if self.name:
+            d["name"] = self.name
+        if self.order is not None:
+            d["order"] = self.order
+        d["nfe"] = self.nfe
+        d["sigmas"] = self.sigmas.tolist()
+        if self.afs != "none":
+            d["afs"] = self.afs
+        if self.afs_mean is not None:
+            d["afs_mean"] = self.afs_mean.tolist()
+        d["steps"] = [st.to_dict() for st in self.steps]
+        return d
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """Readable JSON (version 1; steps list only non-default fields)."""
+        d = self.to_dict()
+        steps = d.pop("steps")
+        head = json.dumps(d, indent=indent)[:-1].rstrip()
+        body = ",\n".join("  " + json.dumps(st) for st in steps)
+        return f'{head},\n "steps": [\n{body}\n ]\n}}\n'
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        if not isinstance(d, dict):
+            raise PlanError(f"a plan must be a JSON object, got {type(d).__name__}")
+        known = {"version", "name", "order", "nfe", "sigmas", "afs", "afs_mean", "defaults", "steps"}
+        if unknown := set(d) - known:
+            raise _fail(None, sorted(unknown)[0], f"unknown key; known keys: {', '.join(sorted(known))}")
+        if d.get("version") != VERSION:
+            raise _fail(None, "version", f"must be {VERSION}, got {d.get('version')!r}")
+        for key in ("sigmas", "steps"):
+            if not isinstance(d.get(key), list):
+                raise _fail(None, key, "is required and must be a list")
+        defaults = d.get("defaults", {})
+        if not isinstance(defaults, dict) or (bad := set(defaults) - _STEP_FIELDS):
+            raise _fail(None, "defaults", f"must be an object with step keys ({', '.join(sorted(_STEP_FIELDS))})")
+        steps = []
+        for i, raw in enumerate(d["steps"]):
+            if not isinstance(raw, dict):
+                raise _fail(i, "step", f"must be an object, got {raw!r}")
+            if bad := set(raw) - _STEP_FIELDS:
+                raise _fail(i, sorted(bad)[0], f"unknown key; known: {', '.join(sorted(_STEP_FIELDS))}")
+            kw = {**defaults, **raw}
+            for key in ("ratios", "points"):
+                if isinstance(kw.get(key), list):
+                    kw[key] = tuple(kw[key])
+                elif key in kw and kw[key] is not None and not isinstance(kw[key], tuple):
+                    raise _fail(i, key, f"must be a list, got {kw[key]!r}")
+            steps.append(Step(**kw))
+        try:
+            sigmas = torch.tensor(d["sigmas"], dtype=torch.float64)
+        except (TypeError, ValueError) as e:
+            raise _fail(None, "sigmas", f"must be a list of numbers ({e})") from None
+        plan = cls(sigmas, tuple(steps), afs=d.get("afs", "none"), afs_mean=d.get("afs_mean"),
+                   name=d.get("name", ""), order=d.get("order"))
+        if "nfe" in d and d["nfe"] != plan.nfe:
+            raise _fail(None, "nfe", f"says {d['nfe']} but the steps need {plan.nfe} evaluations; fix or drop it")
+        return plan
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        """Parse and validate a plan; errors name the step index and field (PlanError)."""
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PlanError(f"plan is not valid JSON: {e}") from None
+        return cls.from_dict(d)
