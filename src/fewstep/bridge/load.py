@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..precond import Preconditioned
-from .schedule import TrainSchedule, schedule_from_config
+from .schedule import TrainSchedule, config_dict, schedule_from_config
 
 LAYOUT = (
     "expected a diffusers `save_pretrained` directory: either a pipeline root holding `unet/config.json` "
@@ -80,10 +80,8 @@ def _scheduler_config(scheduler: Any, candidates: list[Path]) -> dict[str, Any]:
             f"no scheduler config found (looked in {where}); pass scheduler= a diffusers scheduler, its config dict "
             f"or a path to scheduler_config.json; {LAYOUT}"
         )
-    if isinstance(scheduler, dict):
-        return dict(scheduler)
-    if hasattr(scheduler, "config"):
-        return dict(scheduler.config)
+    if isinstance(scheduler, dict) or hasattr(scheduler, "config"):
+        return config_dict(scheduler)
     p = Path(scheduler)
     f = p / "scheduler_config.json" if p.is_dir() else p
     if not f.is_file():

@@ -25,9 +25,12 @@ _FLOW_T_MAX = 0.999  # t = 1 is sigma = inf; RectifiedFlow's default upper end
 _ZERO_SNR_ACP = 2.0**-24  # what diffusers' Euler/DPM/UniPC schedulers put in place of alphas_cumprod[-1] = 0
 
 
-def _jsonable(config: Any) -> dict[str, Any]:
-    """The public part of a diffusers config (plus `_class_name`) as a plain JSON-able dict."""
+def config_dict(config: Any) -> dict[str, Any]:
+    """The public part of a diffusers config or scheduler (plus `_class_name`) as a plain JSON-able dict."""
     out = {}
+    if hasattr(config, "config") and not isinstance(config, dict):  # a scheduler object: its config lacks the class
+        out["_class_name"] = type(config).__name__
+        config = config.config
     for k, val in dict(config).items():
         if k.startswith("_") and k != "_class_name":
             continue
@@ -91,9 +94,7 @@ def schedule_from_config(
     config: Any, prediction_type: str | None = None, round_timesteps: bool = False
 ) -> TrainSchedule:
     """Read a diffusers scheduler config (dict, FrozenDict or scheduler object) as a `TrainSchedule`."""
-    if hasattr(config, "config") and not isinstance(config, dict):
-        config = config.config
-    cfg = _jsonable(config)
+    cfg = config_dict(config)
     pt = prediction_type or cfg.get("prediction_type") or ("flow_prediction" if is_flow_config(cfg) else "epsilon")
     if pt not in PREDICTION_TYPES:
         raise ValueError(
