@@ -1,0 +1,141 @@
+"""Consistency maths against closed forms: the exact consistency function of a Gaussian, the boundary condition,
+teacher-step order, schedules, and Algorithm 1's output distribution."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import fewstep as fs
+from fewstep.distill import GaussianConsistency, consistency_loss, distance, multistep, onestep, teacher_step
+from fewstep.distill import schedules as S
+from fewstep.io import build_denoiser
+
+MU, STD, EPS, T = 0.3, 0.5, 0.002, 80.0
+
+
+def _gauss_teacher() -> fs.analytic.GaussianMixture:
+    return fs.analytic.GaussianMixture(torch.tensor([[MU]]), torch.tensor([STD]), sigma_min=EPS, sigma_max=T)
+
+
+def _cd_loss(f, N: int, n: int = 4000, solver: str = "heun") -> float:
+    g = torch.Generator().manual_seed(0)
+    grid = S.cm_grid(N, EPS, T)
+    x0 = MU + STD * torch.randn(n, 1, generator=g, dtype=torch.float64)
+    z = torch.randn(n, 1, generator=g, dtype=torch.float64)
+    i = torch.randint(0, N - 1, (n,), generator=g)
+    loss = consistency_loss(f, f, x0, grid[i + 1], grid[i], z, teacher=_gauss_teacher(), solver=solver)
+    return loss.mean().item()
+
+
+def test_exact_consistency_function_has_zero_cd_loss_perturbed_does_not():
+    exact, wrong = GaussianConsistency(MU, STD, EPS, T), GaussianConsistency(MU, STD, EPS, T, perturb=0.2)
+    l_exact, l_wrong = _cd_loss(exact, 72), _cd_loss(wrong, 72)
+    assert l_wrong > 1e-6
+    assert l_exact < 1e-3 * l_wrong
+    # the exact function's residual is only the Heun step's local error O(h^3): the L2 loss falls like N^-6
+    # (at least N^-5 here), while a wrong function's loss falls like N^-2 (differences of f between neighbours)
+    assert _cd_loss(exact, 18) > 4**5 * l_exact
+    assert _cd_loss(wrong, 18) < 4**3 * l_wrong
+
+
+def test_boundary_condition_is_exact_for_a_random_student():
+    cfg = {"net": {"class": "unet", "kwargs": {"channels": 16, "channel_mult": [1, 2], "num_blocks": 1}},
+           "precond": {"name": "consistency", "kwargs": {"sigma_min": EPS, "sigma_data": 0.5}},
+           "sigma_min": EPS, "sigma_max": T, "shape": [1, 8, 8]}
+    f = build_denoiser(cfg)
+    for p in f.parameters():  # make the net output non-zero
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.randn(5, 1, 8, 8)
+    assert torch.equal(f(x, EPS), x)
+    assert not torch.allclose(f(x, 1.0), x)
+
+
+@pytest.mark.parametrize("solver,order", [("heun", 3), ("dpm_solver_2s", 3), ("euler", 2)])
+def test_teacher_step_local_order(solver, order):
+    den = _gauss_teacher()
+    x = MU + math.sqrt(STD**2 + 1.0) * torch.randn(256, 1, generator=torch.Generator().manual_seed(1),
+                                                    dtype=torch.float64)
+    exact = GaussianConsistency(MU, STD, EPS, T)
+
+    def err(h: float) -> float:
+        s, t = torch.full((256,), 1.0, dtype=torch.float64), torch.full((256,), 1.0 - h, dtype=torch.float64)
+        # exact transport of a Gaussian PF-ODE: x_t - mu = sqrt(s^2 + t^2) / sqrt(s^2 + s_from^2) (x - mu)
+        truth = MU + math.sqrt(STD**2 + (1 - h) ** 2) / math.sqrt(STD**2 + 1) * (x - MU)
+        return (teacher_step(den, x, s, t, solver) - truth).abs().max().item()
+
+    ratio = err(0.2) / err(0.1)
+    assert 2 ** (order - 0.5) < ratio < 2 ** (order + 0.7)
+    assert exact(x, 1.0).shape == x.shape
+
+
+_ENGINE_STEPS = {  # the engine's own step decisions for these solvers (fewstep.solvers.constructors)
+    "heun": dict(order=2, prediction="noise", variable="sigma", ratios=(1.0,)),
+    "euler": dict(prediction="noise", variable="sigma"),
+    "ddim": dict(prediction="data"),
+    "dpm_solver_2s": dict(order=2, prediction="data", ratios=(0.5,), relaxation="dpm_solver_2"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ENGINE_STEPS))
+def test_teacher_step_equals_engine_on_scalar_sigma(name):
+    from fewstep import solvers
+
+    den = _gauss_teacher()
+    x = torch.randn(16, 1, dtype=torch.float64) * 3
+    plan = solvers.Plan(torch.tensor([3.0, 2.0], dtype=torch.float64), (solvers.Step(**_ENGINE_STEPS[name]),))
+    mine = teacher_step(den, x, torch.full((16,), 3.0, dtype=torch.float64),
+                        torch.full((16,), 2.0, dtype=torch.float64), name)
+    torch.testing.assert_close(mine, solvers.sample(den, x, plan), rtol=1e-10, atol=1e-10)
+
+
+def test_algorithm1_with_exact_function_gives_the_closed_form_mean_and_std():
+    f = GaussianConsistency(MU, STD, EPS, T)
+    n, taus = 40000, [T, 1.5, 0.3]
+    g = torch.Generator().manual_seed(2)
+    x = multistep(f, T * torch.randn(n, 1, generator=g, dtype=torch.float64), taus, generator=g)
+    # propagate mean m and variance v through Alg. 1 in closed form: x_T ~ N(0, T^2)
+    c = lambda s: math.sqrt(STD**2 + EPS**2) / math.sqrt(STD**2 + s**2)  # noqa: E731
+    m, v = MU + c(T) * (0 - MU), c(T) ** 2 * T**2
+    for tau in taus[1:]:
+        m, v = MU + c(tau) * (m - MU), c(tau) ** 2 * (v + tau**2 - EPS**2)
+    assert abs(x.mean().item() - m) < 4 * math.sqrt(v / n)
+    assert abs(x.std().item() - math.sqrt(v)) < 4 * math.sqrt(v / (2 * n))
+    assert abs(math.sqrt(v) - math.sqrt(STD**2 + EPS**2)) < 1e-3  # and that is the data's std
+    one = onestep(f, T * torch.randn(n, 1, generator=g, dtype=torch.float64))
+    assert abs(one.std().item() - c(T) * T) < 4 * c(T) * T / math.sqrt(2 * n)
+
+
+def test_schedules_match_the_papers_formulas():
+    grid = S.cm_grid(18)
+    assert grid[0].item() == pytest.approx(EPS) and grid[-1].item() == pytest.approx(T)
+    assert (grid[1:] > grid[:-1]).all()
+    K = 8000
+    assert S.ict_scales(0, K) == 11 and S.ict_scales(K - 1, K) == 1281
+    assert S.ict_scales(K // 8, K) == 21  # doubles every K' = K / (log2(128) + 1) steps
+    assert S.ct_scales(0, K, 2, 150) == 2 and S.ct_scales(K, K, 2, 150) == 151
+    assert S.ct_mu(2, 2, 0.9) == pytest.approx(0.81)
+    p = S.ict_index_probs(S.cm_grid(11))
+    assert p.sum().item() == pytest.approx(1.0) and (p >= 0).all()
+    # the mass of interval i is the lognormal probability of (sigma_i, sigma_{i+1}] renormalised
+    from scipy.stats import lognorm
+    cdf = lognorm(s=2.0, scale=math.exp(-1.1)).cdf(S.cm_grid(11).numpy())
+    torch.testing.assert_close(p, torch.from_numpy((cdf[1:] - cdf[:-1]) / (cdf[-1] - cdf[0])))
+    w = S.weighting("ict", torch.tensor([2.0]), torch.tensor([1.5]))
+    assert w.item() == pytest.approx(2.0)
+
+
+def test_pseudo_huber_limits():
+    a = torch.zeros(3, 64)
+    b = torch.full((3, 64), 1e-4)
+    c = 0.00054 * 8
+    # small differences: ~ ||a-b||^2 / (2c); large: ~ ||a-b|| - c
+    torch.testing.assert_close(distance("pseudo_huber", a, b), torch.full((3,), 64e-8 / (2 * c), dtype=torch.float64),
+                               rtol=1e-2, atol=0)
+    big = torch.full((3, 64), 10.0)
+    torch.testing.assert_close(distance("pseudo_huber", a, big), torch.full((3,), 80.0 - c, dtype=torch.float64),
+                               rtol=1e-6, atol=1e-6)
+    with pytest.raises(KeyError):
+        distance("lpips", a, b)
