@@ -1,0 +1,10 @@
+"""Zero-shot editing with consistency models (Song et al. 2023, Alg. 4): one operator over an orthogonal A and a
+mask; inpainting, super-resolution, colorization, stroke guidance, denoising, interpolation."""
+
+from __future__ import annotations
+
+from .ops import algorithm4, colorize, denoise, inpaint, interpolate, slerp, stroke, superres
+from .transforms import Orthogonal, identity, luma, patch_mean
+
+__all__ = ["Orthogonal", "algorithm4", "colorize", "denoise", "identity", "inpaint", "interpolate", "luma",
+           "patch_mean", "slerp", "stroke", "superres"]

@@ -1,0 +1,76 @@
+"""Zero-shot editing: the transforms are orthogonal, the known part survives exactly, and with the exact
+consistency function of a Gaussian the generated part has the right conditional law."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fewstep.distill import GaussianConsistency
+from fewstep.edit import algorithm4, colorize, denoise, inpaint, interpolate, slerp, stroke, superres
+from fewstep.edit import transforms as Tr
+
+
+def _cm(shape=(1, 8, 8)):
+    return GaussianConsistency(torch.zeros(shape), 0.5 * torch.ones(shape), 0.002, 80.0)
+
+
+@pytest.mark.parametrize("A,shape", [(Tr.identity(), (2, 1, 8, 8)), (Tr.patch_mean(2), (2, 3, 8, 8)),
+                                     (Tr.patch_mean(4), (2, 1, 8, 8)), (Tr.luma(), (2, 3, 4, 4))])
+def test_transforms_are_orthogonal(A, shape):
+    x = torch.randn(shape, dtype=torch.float64)
+    c = A.forward(x)
+    assert c.numel() == x.numel()
+    torch.testing.assert_close(A.inverse(c), x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(c.square().sum(), x.square().sum())  # an isometry
+
+
+def test_patch_mean_component_is_the_low_res_pixel():
+    x = torch.randn(3, 2, 8, 8, dtype=torch.float64)
+    c = Tr.patch_mean(4).forward(x).reshape(3, 2, 16, 2, 2)[:, :, 0]
+    torch.testing.assert_close(c / 4, torch.nn.functional.avg_pool2d(x, 4))
+
+
+def test_inpainting_keeps_the_known_pixels_bit_for_bit():
+    y = torch.rand(4, 1, 8, 8) * 2 - 1
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 4:, :] = 1
+    out = inpaint(_cm(), y, mask, [80.0, 1.0, 0.2], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[..., :4, :], y[..., :4, :])
+    assert not torch.allclose(out[..., 4:, :], y[..., 4:, :])
+
+
+def test_superres_and_colorize_keep_the_known_coefficients():
+    g = torch.Generator().manual_seed(0)
+    low = torch.rand(3, 1, 2, 2, generator=g) * 1.6 - 0.8
+    out = superres(_cm(), low, 4, [80.0, 0.5], generator=g)
+    torch.testing.assert_close(torch.nn.functional.avg_pool2d(out, 4), low, rtol=0, atol=1e-6)
+    gray = torch.rand(3, 1, 4, 4, generator=g) * 1.6 - 0.8
+    col = colorize(_cm((3, 4, 4)), gray, [80.0], generator=g)
+    w = torch.tensor([0.2989, 0.5870, 0.1140])
+    torch.testing.assert_close((col * w[:, None, None]).sum(1, keepdim=True), gray * w.sum(), rtol=0, atol=1e-6)
+
+
+def test_generated_part_has_the_conditional_law_of_a_gaussian():
+    """Independent coordinates: the masked ones must come out N(0, 0.5^2 + eps^2)-distributed, the rest kept."""
+    n = 20000
+    y = torch.full((n, 1, 2, 2), 0.7)
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    out = algorithm4(_cm((1, 2, 2)), y, Tr.identity(), mask.expand_as(y), [80.0, 2.0, 0.5],
+                     generator=torch.Generator().manual_seed(1), clip=None)
+    gen = out[:, 0, 0, 0]
+    assert abs(gen.mean().item()) < 0.02 and abs(gen.std().item() - 0.5) < 0.02
+    assert torch.equal(out[:, 0, 0, 1], y[:, 0, 0, 1])
+
+
+def test_denoise_stroke_interpolate_shapes_and_limits():
+    cm = _cm()
+    y = torch.rand(2, 1, 8, 8) * 2 - 1
+    torch.testing.assert_close(denoise(cm, y, 0.002, clip=None), y)  # boundary: f(y, eps) = y
+    with pytest.raises(ValueError):
+        denoise(cm, y, 500.0)
+    assert stroke(cm, y, [5.0, 0.5], generator=torch.Generator().manual_seed(0)).shape == y.shape
+    z0, z1 = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(slerp(z0, z1, 0.0), z0)
+    torch.testing.assert_close(slerp(z0, z1, 1.0), z1, rtol=1e-4, atol=1e-5)
+    assert interpolate(cm, z0, z1, [0.0, 0.5, 1.0]).shape == (3, 2, 1, 8, 8)
