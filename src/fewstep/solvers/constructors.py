@@ -23,12 +23,20 @@ from .plan import Plan, Step
 def _grid(n: int, sigma_min: float, sigma_max: float, grid: str, sigmas: Any = None,
           final_sigma: float = 0.0, **grid_kw: Any) -> Tensor:
     if sigmas is not None:
-        return grids.from_values(sigmas)
+        return _explicit(sigmas)
     s = grids.get(grid, n, sigma_min, sigma_max, **grid_kw)
     if final_sigma:
         if not 0 < final_sigma < sigma_min:
             raise ValueError(f"final_sigma must be 0 or in (0, sigma_min={sigma_min}), got {final_sigma}")
         s[-1] = final_sigma
+    return s
+
+
+def _explicit(sigmas: Any) -> Tensor:
+    """User-given grid: strictly decreasing, >= 0; a positive last value means 'stop there, do not denoise'."""
+    s = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    if s.numel() < 2 or not torch.isfinite(s).all() or s[-1] < 0 or not (s[1:] < s[:-1]).all():
+        raise ValueError(f"sigmas must be >= 2 finite values, strictly decreasing, >= 0; got {s.tolist()}")
     return s
 
 
@@ -60,7 +68,7 @@ def _finish(sig: Tensor, steps: list[Step], name: str, order: int, afs: str = "n
 def _n_steps(nfe: int, afs: str, sigmas: Any) -> int:
     n = nfe + (afs != "none")
     if sigmas is not None:
-        n_given = len(grids.from_values(sigmas)) - 1
+        n_given = len(_explicit(sigmas)) - 1
         if n_given != n:
             raise ValueError(f"the given sigmas have {n_given} steps but nfe={nfe} (afs={afs!r}) needs {n}")
     return n
@@ -167,9 +175,9 @@ def heun(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, sigmas: Any
 
     Odd nfe = 2N-1 is EDM exactly (only the step to sigma=0 is Euler); even nfe adds one more Euler step.
     """
-    n = (nfe + 2) // 2 if sigmas is None else len(grids.from_values(sigmas)) - 1
+    n = (nfe + 2) // 2 if sigmas is None else len(_explicit(sigmas)) - 1
     k = nfe - n
-    if not 0 <= k <= n - (sigmas is None or grids.from_values(sigmas)[-1] == 0):
+    if not 0 <= k <= n - bool(sigmas is None or _explicit(sigmas)[-1] == 0):
         raise ValueError(f"heun with {n} steps cannot spend nfe={nfe}; use nfe in [{n}, {2 * n - 1}]")
     sig = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
     e = Step(prediction="noise", variable="sigma")
