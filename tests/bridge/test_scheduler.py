@@ -104,16 +104,39 @@ def test_config_round_trip(tmp_path):
     assert fs.FewStepScheduler is FewStepScheduler
 
 
-def test_afs_plan_makes_one_discarded_call():
+@pytest.mark.parametrize("afs", ["zero", "mean"])
+def test_afs_plans(afs):
+    """afs=zero: the first latent is x_1 (exactly nfe calls); afs=mean: one extra, discarded call at sigma_max."""
     unet = tiny_unet()
     den = from_diffusers(unet, diffusers.DDPMScheduler())
     s = _sigmas(den, 4)
-    plan = Plan(s, tuple(Step() for _ in range(len(s) - 1)), afs="zero")
+    mean = torch.full((3, 8, 8), 0.3, dtype=torch.float64) if afs == "mean" else None
+    plan = Plan(s, (Step(),) + tuple(Step(order=2) for _ in range(len(s) - 3)) + (Step(),), afs=afs, afs_mean=mean)
     sch = FewStepScheduler.from_plan(plan, den)
-    assert len(sch.timesteps) == plan.nfe + 1
+    assert len(sch.timesteps) == plan.nfe + (afs == "mean")
     n = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
     x = n * sch.init_noise_sigma
+    calls = _count_calls(unet)
     sch.set_timesteps()
     for t in sch.timesteps:
-        x = sch.step(unet(x, t).sample, t, x).prev_sample
+        x = sch.step(unet(sch.scale_model_input(x, t), t).sample, t, x).prev_sample
+    assert calls[0] == len(sch.timesteps)
+    torch.testing.assert_close(x, fs.sample(den, n * plan.sigmas[0].float(), plan), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["ddim", "euler", "heun", "dpm_solver_pp_3m", "dpm_solver_2s", "unipc_bh2",
+                                  "deis_3", "ipndm"])
+def test_named_plans_in_a_loop(name):
+    """Singlestep (intermediate requests), UniC correctors, Heun: timesteps from the dry run, nfe calls, same x0."""
+    unet = tiny_unet()
+    den = from_diffusers(unet, diffusers.DDPMScheduler(prediction_type="v_prediction"))
+    plan = fs.plans.get(name, nfe=6, sigma_min=den.sigma_min, sigma_max=80.0)
+    sch = FewStepScheduler.from_plan(plan, den)
+    n = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    calls = _count_calls(unet)
+    sch.set_timesteps(plan.nfe)
+    x = n * sch.init_noise_sigma
+    for t in sch.timesteps:
+        x = sch.step(unet(sch.scale_model_input(x, t), t).sample, t, x).prev_sample
+    assert calls[0] == plan.nfe
     torch.testing.assert_close(x, fs.sample(den, n * plan.sigmas[0].float(), plan), rtol=0, atol=1e-4)

@@ -48,7 +48,8 @@ def request_sigmas(plan: Any) -> Tensor:
     """The sigmas of the plan's evaluation requests, in order: a dry run of the engine with D = 0 (float64 [nfe])."""
     from ..solvers.engine import run
 
-    x_T = torch.ones(1, 1, dtype=torch.float64) * float(plan.sigmas[0])
+    shape = tuple(plan.afs_mean.shape) if plan.afs_mean is not None else (1, 1)  # broadcastable with the AFS mean
+    x_T = torch.ones(shape, dtype=torch.float64) * float(plan.sigmas[0])
     gen, out = run(plan, x_T), []
     try:
         x, s = next(gen)
@@ -89,15 +90,19 @@ class FewStepScheduler(SchedulerMixin, ConfigMixin):
         self.schedule = schedule_from_config(train_scheduler or _DDPM_DEFAULT, prediction_type, round_timesteps)
         self.precond = self.schedule.precond()
         self.sigmas = request_sigmas(self.plan)
-        # AFS plans skip D at sigma_max, but a pipeline always evaluates its first latent: that one call is made at
-        # sigmas[0] and its output discarded (nfe + 1 network calls; the images still equal fs.sample's)
-        self._afs_call = self.plan.afs != "none"
+        # AFS (Zhou et al. 2024): no D at sigma_max. afs="zero" makes x_1 = (sigma_1/sigma_0) x_T, a pure rescaling,
+        # so the pipeline's first latent is taken as x_1 itself (init_noise_sigma at sigma_1): exactly nfe calls.
+        # afs="mean" adds the data mean, which a pipeline latent cannot carry: its first call is made at sigma_0 and
+        # discarded (nfe + 1 calls; the images still equal fs.sample's).
+        self._afs_call = self.plan.afs == "mean"
+        s0 = self.plan.sigmas[0].to(torch.float64)
+        self._x_T_scale = float(s0 / self.sigmas[0]) if self.plan.afs == "zero" else 1.0
         if self._afs_call:
-            logger.warning("plan uses AFS: a diffusers pipeline makes one extra (discarded) network call")
+            logger.warning("plan uses AFS with a data mean: a diffusers pipeline makes one extra (discarded) call")
             self.sigmas = torch.cat([self.plan.sigmas[:1], self.sigmas])
         self.timesteps = self.schedule.timestep(self.sigmas).to(torch.float32)
-        s0 = self.plan.sigmas[0].to(torch.float64)
-        self.init_noise_sigma = float(s0 * self.schedule.alpha(s0))  # sigma_max in the pipeline's native scaling
+        s_in = self.sigmas[0]
+        self.init_noise_sigma = float(s_in * self.schedule.alpha(s_in))  # first sigma in the pipeline's scaling
         self.num_inference_steps = len(self.timesteps)
         self._reset()
 
@@ -159,7 +164,8 @@ class FewStepScheduler(SchedulerMixin, ConfigMixin):
             from ..solvers.engine import run
 
             s0 = batch_sigma(self.sigmas[0], sample)
-            x_T = (sample.to(torch.float64) / append_dims(self.precond.c_in(s0), sample.ndim)).to(sample.dtype)
+            x_T = sample.to(torch.float64) * (self._x_T_scale / append_dims(self.precond.c_in(s0), sample.ndim))
+            x_T = x_T.to(sample.dtype)
             self._engine = run(self.plan, x_T, generator=generator)
             self._x, _ = next(self._engine)
             self._step_index = 0
