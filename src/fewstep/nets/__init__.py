@@ -1,0 +1,28 @@
+"""Small denoiser networks: an MLP for vectors and a UNet for images, both F(x_in, c_noise, cond=None) -> F_x.
+
+`NETS` maps the class name stored in a checkpoint config to the class; kwargs must be JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .mlp import MLP
+from .unet import UNet
+
+NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
+
+
+def get(name: str, **kwargs: object) -> nn.Module:
+    """Build a network by its registered name (mlp, unet) from JSON-serialisable kwargs."""
+    if name not in NETS:
+        raise KeyError(f"unknown network {name!r}; known: {', '.join(sorted(NETS))}")
+    return NETS[name](**kwargs)
+
+
+def count_params(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+__all__ = ["MLP", "NETS", "UNet", "count_params", "get"]
