@@ -1,7 +1,8 @@
 """Classic solvers as plan constructors: each returns decisions for the one engine, never its own loop.
 
 `get(name, nfe, sigma_min, sigma_max, grid, **options)`; every constructor spends exactly `nfe` evaluations.
-Common options: `sigmas` (explicit grid, overrides `grid`; its length then fixes the step count),
+Multistep options: `order`, `solver_type` ("midpoint": DPM-Solver-2 coefficient, "heun": exact), `exact`
+(3M: full-weight second derivative, 3rd order), `corrector`/`disable_corrector` (UniPC). Common options: `sigmas` (explicit grid, overrides `grid`; its length then fixes the step count),
 `lower_order_final` (True: like diffusers, orders <= 2 on the last two steps when there are < 15 steps; the
 step to sigma = 0 is always order 1 in lambda, since h = inf there), `final_sigma` (0: end on data; > 0: stop
 there without denoising), `afs` ("none" | "zero": saves one NFE, USF), `prediction` ("data" | "noise").
@@ -80,23 +81,27 @@ def multistep(name: str, order: int, relaxation: str = "none", corrector: bool =
     def build(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, prediction: str = "data",
               order: int = order, lower_order_final: bool = True, sigmas: Any = None, afs: str = "none",
               final_sigma: float = 0.0, disable_corrector: tuple[int, ...] = (), corrector: bool = corrector,
-              solver_type: str = "midpoint", **grid_kw: Any) -> Plan:
+              solver_type: str = "midpoint", exact: bool = False, **grid_kw: Any) -> Plan:
         n = _n_steps(nfe, afs, sigmas)
         sig = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
         if bh:  # UniPC: lower_order_final applies at any step count (diffusers UniPCMultistepScheduler)
             orders = [min(order, i + 1, n - i) if lower_order_final else min(order, i + 1) for i in range(n)]
         else:
             orders = _multistep(order, n, lower_order_final)
+        # DPM-Solver++(3M) as published (Lu 2022b, diffusers, k-diffusion): D2 estimates h^2 x0''/2 but is
+        # weighted as if it were h^2 x0'', so the x0'' term has half its Taylor weight -> formally 2nd order.
+        half_d2 = relaxation == "dpm_solver_2" and not bh and not exact
         steps = []
         for i, p in enumerate(orders):
             relax = bh or (relaxation if solver_type == "midpoint" else "none")
             use_c = corrector and i < n - 1 and i not in disable_corrector
             steps.append(Step(
                 order=p, prediction=prediction, relaxation=relax if p == 2 else "none",
-                second_scale=0.5 if (relaxation == "dpm_solver_2" and p == 3 and not bh) else 1.0,
+                second_scale=0.5 if half_d2 and p == 3 else 1.0,
                 corrector="unic" if use_c else "none",
                 corrector_relaxation=((bh or "none") if p == 1 else "none") if use_c else "none"))
-        return _finish(sig, steps, name, order + (1 if corrector else 0), afs)
+        declared = order + (1 if corrector else 0) - (1 if half_d2 and order == 3 else 0)
+        return _finish(sig, steps, name, declared, afs)
 
     return build
 
