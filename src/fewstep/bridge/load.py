@@ -169,8 +169,10 @@ def from_diffusers(
             f"from_diffusers takes a local directory, a diffusers pipeline or a UNet module, got "
             f"{type(path_or_module).__name__}"
         )
-    if device is not None or dtype is not None:
-        unet = unet.to(device=device, dtype=dtype)
+    if device is not None:
+        unet = unet.to(device)
+    if dtype is not None:
+        unet = unet.to(dtype)
     unet.eval().requires_grad_(False)
     sched = schedule_from_config(cfg, prediction_type, round_timesteps)
     return DiffusersDenoiser(unet, sched, sigma_min, sigma_max)

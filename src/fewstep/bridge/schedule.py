@@ -76,7 +76,8 @@ class TrainSchedule:
 
     def timestep(self, sigma: Tensor | float) -> Tensor:
         """The model's (continuous) timestep at VE noise level sigma; rounded only if `round_timesteps`."""
-        t = self.process.t(sigma)
+        dev = sigma.device if torch.is_tensor(sigma) else torch.device("cpu")
+        t = self.process.t(sigma.cpu() if torch.is_tensor(sigma) else sigma).to(dev)  # the tables live on the CPU
         if self.is_flow:
             t = t * self.num_train_timesteps
         return t.round() if self.round_timesteps else t

@@ -41,7 +41,9 @@ def _load_plan(plan: Any) -> Any:
 
     if isinstance(plan, Plan):
         return plan
-    return Plan.from_json(plan) if isinstance(plan, str) else Plan.from_dict(dict(plan))
+    d = json.loads(plan) if isinstance(plan, str) else dict(plan)
+    d.pop("search", None)  # a searched plan file (fs.search.write_plan_file) carries its metadata beside the plan
+    return Plan.from_dict(d)
 
 
 def request_sigmas(plan: Any) -> Tensor:
