@@ -1,0 +1,60 @@
+"""Quality metrics on the project's own feature net: FD-digits with its real-data noise floor, precision/recall
+(k-NN manifolds), classifier confidence/accuracy, and the RMS error of a solver against the exact ODE solution.
+
+    m = fs.metrics.evaluate(x0, "digits", labels=None)   # {"fd", "noise_floor", "fd_over_floor", ...}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .classifier import load_classifier, retrain
+from .confidence import class_probs, confidence
+from .frechet import Stats, fd, features, frechet_distance, max_floor_n, noise_floor, real_features, reference_stats
+from .prdc import prdc
+from .trajectory import reference_x0, rms, trajectory_error
+
+
+def _images(dataset: str) -> bool:
+    from .frechet import _image_data
+
+    return _image_data(dataset)
+
+
+def evaluate(samples: Tensor, dataset: str, labels: Tensor | None = None, k: int = 3) -> dict[str, Any]:
+    """All sample-quality numbers for samples [n, *shape] in [-1, 1] of data set `dataset`:
+    fd, noise_floor (real held-out images at the same n, capped at the held-out size: noise_floor_n),
+    fd_over_floor, precision/recall/density/coverage (k-NN, against n real reference images), and for image
+    data sets classifier confidence (with the same number on real held-out images) and accuracy given labels."""
+    n = len(samples)
+    feats = features(samples, dataset)
+    ref = real_features(dataset, "reference")
+    floor_n = min(n, max_floor_n(dataset))
+    out: dict[str, Any] = {"dataset": dataset, "n": n, "fd": fd(samples, dataset),
+                           "noise_floor": noise_floor(dataset, floor_n), "noise_floor_n": floor_n}
+    out["fd_over_floor"] = out["fd"] / out["noise_floor"] if out["noise_floor"] > 0 else float("inf")
+    g = torch.Generator().manual_seed(0)
+    real = ref[torch.randperm(len(ref), generator=g)[:n]]
+    out.update(prdc(real, feats, k=min(k, n - 1, len(real) - 1)))
+    if _images(dataset):
+        out.update(confidence(samples, dataset, labels))
+        out["confidence_real"] = _real_confidence(dataset)
+    return out
+
+
+def _real_confidence(dataset: str) -> float:
+    from .. import data
+    from .frechet import real_halves
+
+    held = real_halves(dataset)[1]
+    return confidence(data.get(dataset, "all").x[held], dataset)["confidence"]
+
+
+__all__ = [
+    "Stats", "class_probs", "confidence", "evaluate", "fd", "features", "frechet_distance", "load_classifier",
+    "max_floor_n", "noise_floor", "prdc", "real_features", "reference_stats", "reference_x0", "retrain", "rms",
+    "trajectory_error",
+]
