@@ -79,16 +79,19 @@ class VPDiscrete(NoiseProcess):
     def sigma(self, t: Tensor | float) -> Tensor:
         """Log-linear interpolation of sigma between integer indices (k-diffusion's DiscreteSchedule)."""
         t = _f64(t).clamp(self.t_min, self.t_max)
-        lo = t.floor().long().clamp(max=len(self.sigmas) - 2)
+        ls = self.log_sigmas.to(t.device)
+        lo = t.floor().long().clamp(max=len(ls) - 2)
         w = t - lo
-        return ((1 - w) * self.log_sigmas[lo] + w * self.log_sigmas[lo + 1]).exp()
+        return ((1 - w) * ls[lo] + w * ls[lo + 1]).exp()
 
     def t(self, sigma: Tensor | float) -> Tensor:
         """Inverse of sigma(t): the continuous index whose interpolated sigma equals `sigma`."""
-        log_s = _f64(sigma).log().clamp(self.log_sigmas[0], self.log_sigmas[-1])
-        hi = torch.searchsorted(self.log_sigmas, log_s.contiguous()).clamp(1, len(self.sigmas) - 1)
+        sigma = _f64(sigma)
+        ls = self.log_sigmas.to(sigma.device)
+        log_s = sigma.log().clamp(ls[0], ls[-1])
+        hi = torch.searchsorted(ls, log_s.contiguous()).clamp(1, len(ls) - 1)
         lo = hi - 1
-        w = (log_s - self.log_sigmas[lo]) / (self.log_sigmas[hi] - self.log_sigmas[lo])
+        w = (log_s - ls[lo]) / (ls[hi] - ls[lo])
         return lo.to(torch.float64) + w
 
 
