@@ -108,10 +108,14 @@ def search(den: Any, nfe: int, shape: Sequence[int], sigma_min: float = 0.002, s
 
     try:
         evolve.run(space, lambda plans: scorer.evaluate(plans, workers), cfg, seed, state, save, stage)
+        if cfg.final > 0:
+            val = Scorer(den, shape, n_samples, _val_seed(seed), float(sigma_max), metric, cond, dataset=dataset)
+            evolve.finalize(state, lambda plans: val.evaluate(plans, workers), cfg.final, save)
     finally:
         if display is not None:
             display.close()
     plan, score = evolve.best(state)
+    key = plan.to_json(indent=None)
     base = {r["name"]: r["score"] for r in state["evaluated"] if r["stage"] == 0 and "/" in (r["name"] or "")}
     best_base = min(base, key=lambda k: _key(base[k])) if base else None
     plan = Plan(plan.sigmas, plan.steps, afs=plan.afs, afs_mean=plan.afs_mean, name=f"searched-nfe{nfe}",
@@ -119,8 +123,15 @@ def search(den: Any, nfe: int, shape: Sequence[int], sigma_min: float = 0.002, s
                        "wall_s": state["wall_s"] + state.get("reference_s", 0.0), "seed": seed, "budget": budget,
                        "n_samples": n_samples, "best_baseline": best_base,
                        "best_baseline_score": base.get(best_base, math.nan),
+                       "val_score": next((r["val"] for r in state.get("final", []) if r["plan"] == key),
+                                        math.nan),
                        "tau": [s["tau"] for s in state["stages"]]})
     return plan
+
+
+def _val_seed(seed: int) -> int:
+    """Seed of the validation noise set: disjoint from the search noise (seeds_for spaces runs 1e6 apart)."""
+    return seed + 500_000
 
 
 def _key(s: float) -> float:

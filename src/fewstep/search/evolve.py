@@ -39,6 +39,7 @@ class Config:
     predictor: bool = True
     epochs: int = 120
     min_fit: int = 16
+    final: int = 8
 
     def __post_init__(self) -> None:
         if not isinstance(self.budget, int) or self.budget < 1:
@@ -54,11 +55,34 @@ def new_state(problem: dict[str, Any], config: Config) -> dict[str, Any]:
 
 
 def best(state: dict[str, Any]) -> tuple[Plan, float]:
-    """The lowest-scoring evaluated plan (first found on ties)."""
+    """The chosen plan and its search-set score: lowest mean of search and validation scores among the finalists
+    (see `finalize`), else the lowest search score (first found on ties)."""
     if not state["evaluated"]:
         raise ValueError("the search state holds no evaluated plans yet")
-    e = min(state["evaluated"], key=lambda r: _finite(r["score"]))
+    pool = state.get("final") if state.get("final_at") == len(state["evaluated"]) else None
+    pool = pool or state["evaluated"]
+    e = min(pool, key=lambda r: _finite(0.5 * (r["score"] + r.get("val", r["score"]))))
     return Plan.from_json(e["plan"]), e["score"]
+
+
+def finalize(state: dict[str, Any], evaluate_val: Callable[[list[Plan]], list[float]], k: int,
+             save: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Re-score the top-k plans and the best hand-made one on a second, validation noise set, so the winner's
+    curse of picking the minimum of many noisy scores does not pick a plan that only fits the search noise."""
+    import time
+
+    if state.get("final_at") == len(state["evaluated"]) or k < 1:
+        return
+    t0 = time.perf_counter()
+    ranked = sorted(state["evaluated"], key=lambda r: _finite(r["score"]))
+    base = [r for r in ranked if r["stage"] == 0 and "/" in (r.get("name") or "")][:1]
+    pool = ranked[:k] + [r for r in base if r not in ranked[:k]]
+    vals = evaluate_val([Plan.from_json(r["plan"]) for r in pool])
+    state["final"] = [{**r, "val": float(v)} for r, v in zip(pool, vals, strict=True)]
+    state["final_at"] = len(state["evaluated"])
+    state["wall_s"] += time.perf_counter() - t0
+    if save is not None:
+        save(state)
 
 
 def _finite(s: float) -> float:
