@@ -1,0 +1,218 @@
+"""One training loop for denoisers: AdamW, LR warm-up, EMA, gradient clipping, atomic checkpoints, exact resume,
+torchrun DDP.
+
+Recipe after EDM (Karras et al. 2022, training/training_loop.py): linear LR warm-up, an EMA of the weights with a
+ramp-up, the EMA weights are the artefact. Batches and noise come from generators seeded by (seed, step, rank), so
+a resumed run draws exactly what an uninterrupted one would, and no data-loader state needs saving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
+
+from ..errors import CheckpointError, DataError
+from ..io import atomic_torch_save, build_denoiser, git_commit, save_model
+from . import losses
+from .progress import ProgressBar
+
+# Fields that may change between a run and its resumption without changing what is trained.
+_RESUMABLE = {"steps", "ckpt_every", "progress", "log_every"}
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one denoiser training run (all JSON-serialisable)."""
+
+    steps: int = 4000
+    batch: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: int = 200
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    loss: str = "edm"
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    label_dropout: float = 0.1
+    ckpt_every: int = 500
+    log_every: int = 25
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "ckpt_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or not 0 <= self.ema_decay < 1 or not 0 <= self.label_dropout < 1 or self.warmup < 0:
+            raise ValueError("need lr > 0, 0 <= ema_decay < 1, 0 <= label_dropout < 1 and warmup >= 0")
+        losses.get(self.loss)
+
+
+@dataclass
+class TrainResult:
+    den: nn.Module  # the EMA denoiser (eval mode): the artefact
+    raw: nn.Module  # the raw trained denoiser
+    step: int
+    losses: list[float]
+    wall_s: float
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def ema_avg_fn(decay: float):
+    """EMA update for AveragedModel with EDM-style ramp-up: beta_n = min(decay, (1 + n) / (10 + n))."""
+    def avg(averaged: Tensor, current: Tensor, num_averaged: Tensor) -> Tensor:
+        beta = min(decay, (1 + float(num_averaged)) / (10 + float(num_averaged)))
+        return averaged * beta + current * (1 - beta)
+    return avg
+
+
+def batch_indices(n: int, batch: int, step: int, seed: int, rank: int = 0, world: int = 1) -> Tensor:
+    """This rank's share of the global batch of `step`: epoch-wise permutations seeded by (seed, epoch)."""
+    per_epoch = n // batch
+    epoch, j = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[j * batch:(j + 1) * batch][rank::world]
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """The generator of the noise/sigma/label-dropout draws of one (step, rank)."""
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step) * 1_009 + rank + 1)
+
+
+def drop_labels(y: Tensor, p: float, num_classes: int, generator: torch.Generator) -> Tensor:
+    """Replace labels by the null label num_classes with probability p (Ho & Salimans 2022, Alg. 1)."""
+    drop = torch.rand(y.shape, generator=generator, device=y.device) < p
+    return torch.where(drop, torch.full_like(y, num_classes), y)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint, with clear errors for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no training checkpoint at {path}; run without --resume to start a fresh run")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a readable training checkpoint ({e}); delete it to start afresh") from e
+    if not isinstance(state, dict) or not {"model", "ema", "optimizer", "step", "config"} <= set(state):
+        raise CheckpointError(f"{path} lacks model/ema/optimizer/step/config; it is not a fewstep checkpoint")
+    return state
+
+
+def _check_same_run(saved: dict[str, Any], model_config: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    for key in ("net", "precond", "sigma_min", "sigma_max", "shape"):
+        if saved["model"].get(key) != model_config.get(key):
+            raise CheckpointError(f"{path} was trained with {key}={saved['model'].get(key)!r}, this run asks for "
+                                  f"{model_config.get(key)!r}; use the same settings or another checkpoint path")
+    now = dataclasses.asdict(cfg)
+    for key, value in saved["train"].items():
+        if key not in _RESUMABLE and now.get(key) != value:
+            raise CheckpointError(f"{path} was trained with {key}={value!r}, this run asks for {now.get(key)!r}; "
+                                  "resume with the same settings (only steps/ckpt_every may change)")
+
+
+def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | Path | None = None,
+          ckpt: str | Path | None = None, resume: bool = False, device: str | torch.device = "cpu",
+          command: str | None = None) -> TrainResult:
+    """Train the denoiser described by `model_config` (io config: net, precond, sigma range, shape) on `data`
+    (fields x [N, ...], y [N] or None, num_classes). Writes `ckpt` every cfg.ckpt_every steps and the EMA
+    artefact to `out` (fewstep.io.save_model) on rank 0. Works alone or under torch.distributed (DDP)."""
+    rank, world = dist_info()
+    device = torch.device(device)
+    if cfg.batch % world:
+        raise ValueError(f"batch {cfg.batch} must be divisible by the number of processes {world}")
+    x_all = data.x.to(device=device, dtype=torch.float32)
+    num_classes = int(getattr(data, "num_classes", 0) or 0)
+    cond_net = int(model_config["net"]["kwargs"].get("num_classes", 0))
+    y_all = data.y.to(device) if (cond_net and data.y is not None) else None
+    if cond_net and (y_all is None or cond_net != num_classes):
+        raise DataError(f"the network expects {cond_net} classes but the data has {num_classes} with labels "
+                        f"{'absent' if data.y is None else 'present'}; build the net with num_classes=0 (--no-cond)")
+    if x_all.shape[0] < cfg.batch:
+        raise DataError(f"the data set has {x_all.shape[0]} examples, fewer than one batch ({cfg.batch}); "
+                        "lower --batch")
+    torch.manual_seed(cfg.seed)
+    den = build_denoiser(model_config).train().to(device)
+    ema = AveragedModel(den, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=False)
+    opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
+    step, wall0, history = 0, 0.0, []
+    ckpt = Path(ckpt) if ckpt is not None else (Path(out).with_suffix(".ckpt.pt") if out is not None else None)
+    if resume:
+        if ckpt is None:
+            raise ValueError("resume=True needs a checkpoint path (ckpt= or out=)")
+        state = load_checkpoint(ckpt)
+        _check_same_run(state["config"], model_config, cfg, ckpt)
+        den.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, wall0, history = int(state["step"]), float(state.get("wall_s", 0.0)), list(state.get("losses", []))
+        torch.set_rng_state(state["rng"]["torch"])
+    model = nn.parallel.DistributedDataParallel(den) if world > 1 else den
+    loss_fn = losses.get(cfg.loss)
+
+    def save_ckpt() -> None:
+        if rank == 0 and ckpt is not None:
+            atomic_torch_save({
+                "model": den.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "step": step, "wall_s": wall0 + time.perf_counter() - t0,
+                "losses": history, "rng": {"torch": torch.get_rng_state()},
+                "config": {"model": model_config, "train": dataclasses.asdict(cfg), "command": command},
+            }, ckpt)
+
+    t0, window = time.perf_counter(), []
+    bar = ProgressBar(cfg.steps, step, enabled=cfg.progress and rank == 0)
+    with bar:
+        while step < cfg.steps:
+            idx = batch_indices(x_all.shape[0], cfg.batch, step, cfg.seed, rank, world).to(device)
+            gen = step_generator(cfg.seed, step, rank, device)
+            y = drop_labels(y_all[idx], cfg.label_dropout, num_classes, gen) if y_all is not None else None
+            loss = loss_fn(model, x_all[idx], y, gen, **cfg.loss_kwargs).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or --grad-clip")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(den.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            ema.update_parameters(den)
+            step += 1
+            window.append(loss.item())
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                history.append(sum(window) / len(window))
+                window = []
+            bar.update(step, history[-1] if history else math.nan)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                save_ckpt()
+    wall = wall0 + time.perf_counter() - t0
+    final = ema.module.eval()
+    if rank == 0 and out is not None:
+        save_model(out, final, {**model_config, "train": {
+            **dataclasses.asdict(cfg), "command": command, "commit": git_commit(), "wall_s": round(wall, 1),
+            "world_size": world, "device": str(device)}})
+    return TrainResult(final, den.eval(), step, history, wall)
+
+
+def ema_from_checkpoint(path: str | Path) -> nn.Module:
+    """The EMA denoiser stored in a training checkpoint (e.g. to inspect a run that is still going)."""
+    state = load_checkpoint(path)
+    den = build_denoiser(state["config"]["model"])
+    ema = AveragedModel(den, use_buffers=False)
+    ema.load_state_dict(state["ema"])
+    return ema.module.eval()
