@@ -2,7 +2,8 @@
 
 `get(name, nfe, sigma_min, sigma_max, grid, **options)`; every constructor spends exactly `nfe` evaluations.
 Multistep options: `order`, `solver_type` ("midpoint": DPM-Solver-2 coefficient, "heun": exact), `exact`
-(3M: full-weight second derivative, 3rd order), `corrector`/`disable_corrector` (UniPC). Common options: `sigmas` (explicit grid, overrides `grid`; its length then fixes the step count),
+(3M: full-weight second derivative, 3rd order), `corrector`/`disable_corrector` (UniPC).
+Common options: `sigmas` (explicit grid, overrides `grid`; its length then fixes the step count),
 `lower_order_final` (True: like diffusers, orders <= 2 on the last two steps when there are < 15 steps; the
 step to sigma = 0 is always order 1 in lambda, since h = inf there), `final_sigma` (0: end on data; > 0: stop
 there without denoising), `afs` ("none" | "zero": saves one NFE, USF), `prediction` ("data" | "noise").
