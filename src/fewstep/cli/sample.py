@@ -1,0 +1,137 @@
+"""`fewstep sample` (sample a model with a plan, write a grid, report FD next to its noise floor) and
+`fewstep eval` (the same metrics on a saved sample file). Thin: the work is in fewstep.sampling and fewstep.metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from .options import common, emit, json_option
+
+
+def _metrics(x: Any, dataset: str | None, labels: Any) -> dict[str, Any]:
+    from .. import metrics
+
+    if dataset is None:
+        return {}
+    return metrics.evaluate(x, dataset, labels=labels)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _render(r: dict[str, Any]) -> None:
+    head = [k for k in ("model", "plan", "nfe", "grid", "samples_file", "dataset", "n") if k in r]
+    click.echo("  ".join(f"{k}={r[k]}" for k in head))
+    if "fd" in r:
+        click.echo(f"FD {r['fd']:.4g}  (real-data noise floor at n={r['noise_floor_n']}: {r['noise_floor']:.4g}, "
+                   f"ratio {r['fd_over_floor']:.2f})")
+        click.echo(f"precision {r['precision']:.3f}  recall {r['recall']:.3f}  density {r['density']:.3f}  "
+                   f"coverage {r['coverage']:.3f}")
+    if "confidence" in r:
+        line = f"classifier confidence {r['confidence']:.3f} (real {r['confidence_real']:.3f})"
+        click.echo(line + (f"  accuracy {r['accuracy']:.3f}" if "accuracy" in r else ""))
+    if "sample_seconds" in r:
+        click.echo(f"sampling {r['sample_seconds']:.3f} s  ({r['images_per_s']:.1f} images/s)  "
+                   f"wall {r['wall_seconds']:.2f} s")
+    for k in ("out", "save"):
+        if r.get(k):
+            click.echo(f"wrote {r[k]}")
+
+
+def _labels(class_label: str | None, n: int, classes: int, cfg: float) -> Any:
+    import torch
+
+    if class_label is None:
+        if cfg != 1.0:
+            raise ValueError("--cfg needs --class-label (guidance pushes towards a class)")
+        return None
+    if classes == 0:
+        raise ValueError("--class-label given but this model is unconditional (trained without classes); drop it")
+    if class_label == "all":
+        return torch.arange(n) % classes
+    try:
+        k = int(class_label)
+    except ValueError:
+        raise ValueError(f"--class-label expects a class index or 'all', got {class_label!r}") from None
+    if not 0 <= k < classes:
+        raise ValueError(f"--class-label {k} is outside this model's classes 0..{classes - 1}")
+    return torch.full((n,), k, dtype=torch.long)
+
+
+@click.command()
+@click.option("--model", required=True, help="zoo name (digits-edm), a fewstep .safetensors file or a diffusers folder")
+@click.option("--plan", "plan_spec", default="dpm_solver_pp_2m", show_default=True,
+              help="plan name (heun, ddim, unipc_bh2, ...), a plan .json file, or 'searched' (the shipped plan)")
+@click.option("--nfe", type=int, default=None, help="denoiser evaluations [default: 10, or the plan file's]")
+@click.option("--grid", default="logsnr", show_default=True, help="sigma grid for a named plan")
+@click.option("--n", "n", default=256, show_default=True, type=int, help="number of samples")
+@click.option("--batch", default=256, show_default=True, type=int, help="samples per solver call")
+@click.option("--class-label", default=None, help="class index, or 'all' to cycle through the classes")
+@click.option("--cfg", "cfg_scale", default=1.0, show_default=True, type=float,
+              help="classifier-free guidance scale (1 = none)")
+@click.option("--data", "dataset", default=None, help="data set for FD [default: the model's own]")
+@click.option("--out", default="samples.png", show_default=True, help="image grid PNG ('' for none)")
+@click.option("--grid-n", default=64, show_default=True, type=int, help="images in the grid")
+@click.option("--save", default=None, help="also save the samples to FILE.pt or FILE.npz")
+@click.option("--no-metrics", is_flag=True, help="skip FD / precision / recall / confidence")
+@common
+@json_option
+def sample(model: str, plan_spec: str, nfe: int | None, grid: str, n: int, batch: int, class_label: str | None,
+           cfg_scale: float, dataset: str | None, out: str, grid_n: int, save: str | None, no_metrics: bool,
+           device: str, seed: int, as_json: bool) -> None:
+    """Sample a model with a solver plan; report FD (with the real-data noise floor), NFE, time and images/s."""
+    from .. import sampling
+
+    t0 = time.perf_counter()
+    if n < 2:
+        raise ValueError(f"--n must be at least 2 (FD needs a covariance), got {n}")
+    den = sampling.load_denoiser(model, device)
+    plan = sampling.resolve_plan(plan_spec, den, nfe, grid, model=sampling.model_name(model))
+    labels = _labels(class_label, n, sampling.num_classes(den), cfg_scale)
+    if cfg_scale != 1.0:
+        from ..guidance import cfg
+
+        den = cfg(den, cfg_scale)
+    x, seconds = sampling.generate(den, plan, n, seed, cond=labels, batch=batch, device=device)
+    dataset = dataset or sampling.dataset_of(den if cfg_scale == 1.0 else den.den)
+    r: dict[str, Any] = {"model": model, "plan": plan_spec, "nfe": int(plan.nfe), "grid": grid, "n": n, "seed": seed,
+                         "class_label": class_label, "cfg": cfg_scale, "device": device,
+                         "sample_seconds": seconds, "images_per_s": n / seconds if seconds > 0 else float("inf")}
+    if x.ndim == 4 and out:
+        r["out"] = str(sampling.save_grid(x[:grid_n], out))
+    if save:
+        r["save"] = str(sampling.save_samples(x, save, labels, meta={k: r[k] for k in ("model", "plan", "nfe")}
+                                              | {"data": dataset}))
+    if not no_metrics:
+        r.update(_metrics(x, dataset, labels))
+    r["wall_seconds"] = time.perf_counter() - t0
+    emit(r, as_json, _render)
+
+
+@click.command("eval")
+@click.option("--samples", "samples_file", required=True, help="samples saved as .npz (array x) or .pt")
+@click.option("--data", "dataset", default=None, help="data set the samples imitate [default: the file's meta]")
+@click.option("--labels/--no-labels", default=True, show_default=True,
+              help="score accuracy against the labels stored in the file (array y)")
+@json_option
+def eval_cmd(samples_file: str, dataset: str | None, labels: bool, as_json: bool) -> None:
+    """FD (with the real-data noise floor), precision/recall/density/coverage and classifier confidence of saved
+    samples."""
+    from .. import sampling
+
+    x, y = sampling.load_samples(samples_file)
+    if dataset is None and samples_file.endswith(".pt"):
+        import torch
+
+        obj = torch.load(samples_file, map_location="cpu", weights_only=True)
+        dataset = (obj.get("meta") or {}).get("data") if isinstance(obj, dict) else None
+    if dataset is None:
+        raise ValueError("name the data set the samples imitate with --data (e.g. --data digits)")
+    if len(x) < 2:
+        raise ValueError(f"{samples_file} holds {len(x)} samples; FD needs at least 2")
+    r = {"samples_file": samples_file, "dataset": dataset} | _metrics(x, dataset, y if labels else None)
+    emit(r, as_json, _render)

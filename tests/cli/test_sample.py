@@ -1,0 +1,118 @@
+"""`fewstep sample` / `fewstep eval`: outputs with the documented keys, and one-line errors on bad input."""
+
+import json
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from fewstep import io, sampling
+from fewstep.cli.main import cli, main
+
+KEYS = {"model", "plan", "nfe", "n", "seed", "sample_seconds", "images_per_s", "wall_seconds", "fd", "noise_floor",
+        "noise_floor_n", "fd_over_floor", "precision", "recall", "density", "coverage", "confidence",
+        "confidence_real", "class_entropy", "out"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained class-conditional UNet checkpoint on digits (enough to exercise the command end to end)."""
+    config = {"kind": "denoiser", "precond": {"name": "edm", "kwargs": {}}, "sigma_min": 0.002, "sigma_max": 80.0,
+              "shape": [1, 8, 8], "data": {"name": "digits", "split": "train"},
+              "net": {"class": "unet", "kwargs": {"in_channels": 1, "channels": 8, "channel_mult": [1],
+                                                  "num_blocks": 1, "num_classes": 10}}}
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    io.save_model(path, io.build_denoiser(config), config)
+    return str(path)
+
+
+def run_ok(args):
+    r = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def test_sample_writes_png_and_json(tiny_model, tmp_path):
+    png, npz = tmp_path / "grid.png", tmp_path / "s.npz"
+    r = run_ok(["sample", "--model", tiny_model, "--plan", "heun", "--nfe", "3", "--n", "24", "--batch", "10",
+                "--out", str(png), "--save", str(npz), "--class-label", "all", "--json"])
+    out = json.loads(r.output)
+    assert KEYS <= set(out) and "accuracy" in out
+    assert out["nfe"] == 3 and out["n"] == 24 and out["noise_floor_n"] == 24 and out["fd"] > 0
+    assert Image.open(png).size == (4 * (5 * 9 + 1),) * 2  # 24 images -> 5 x 5 grid of 8 px + 1 px pads, x4
+    x, y = sampling.load_samples(npz)
+    assert x.shape == (24, 1, 8, 8) and y.tolist() == [i % 10 for i in range(24)]
+    # samples do not depend on the batch size (per-sample seeds)
+    den = sampling.load_denoiser(tiny_model)
+    plan = sampling.resolve_plan("heun", den, 3)
+    x_one, _ = sampling.generate(den, plan, 24, seed=0, cond=torch.arange(24) % 10, batch=24)
+    torch.testing.assert_close(x, x_one, rtol=1e-4, atol=1e-5)
+    # eval on the saved file reproduces the FD
+    ev = json.loads(run_ok(["eval", "--samples", str(npz), "--data", "digits", "--json"]).output)
+    assert ev["fd"] == pytest.approx(out["fd"], rel=1e-6) and ev["accuracy"] == pytest.approx(out["accuracy"])
+
+
+def test_sample_human_output_and_cfg(tiny_model, tmp_path):
+    r = run_ok(["sample", "--model", tiny_model, "--plan", "euler", "--nfe", "2", "--n", "8", "--class-label", "3",
+                "--cfg", "2.0", "--out", str(tmp_path / "g.png")])
+    assert "FD" in r.output and "noise floor" in r.output and "images/s" in r.output
+
+
+def test_plan_file_round_trip(tiny_model, tmp_path):
+    import fewstep as fs
+
+    f = tmp_path / "plan.json"
+    f.write_text(fs.plans.get("ddim", nfe=4).to_json())
+    out = json.loads(run_ok(["sample", "--model", tiny_model, "--plan", str(f), "--n", "4", "--out", "",
+                             "--no-metrics", "--json"]).output)
+    assert out["nfe"] == 4 and "fd" not in out
+
+
+def fail(argv, capsys, monkeypatch):
+    """Run the real entry point; return its stderr, which must be one line, and check the exit code."""
+    monkeypatch.setattr(sys, "argv", ["fewstep", *argv])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert err and len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--plan", "nope"], "unknown plan"),
+    (["--plan", "heun", "--nfe", "0"], "positive"),
+    (["--plan", "heun", "--nfe", "-3"], "positive"),
+    (["--plan", "searched", "--nfe", "7"], "fewstep search"),
+    (["--plan", "missing.json"], "does not exist"),
+    (["--class-label", "12"], "outside"),
+    (["--cfg", "3"], "--class-label"),
+    (["--n", "1"], "at least 2"),
+])
+def test_bad_sample_input_is_one_line(tiny_model, extra, needle, capsys, monkeypatch, tmp_path):
+    err = fail(["sample", "--model", tiny_model, "--n", "4", "--out", str(tmp_path / "g.png"), *extra],
+               capsys, monkeypatch)
+    assert needle in err
+
+
+def test_malformed_plan_json(tiny_model, capsys, monkeypatch, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert "JSON" in fail(["sample", "--model", tiny_model, "--plan", str(bad), "--n", "4", "--out", ""],
+                          capsys, monkeypatch)
+
+
+def test_missing_model_and_samples(capsys, monkeypatch, tmp_path):
+    assert "no-such" in fail(["sample", "--model", str(tmp_path / "no-such.safetensors")], capsys, monkeypatch)
+    assert "no sample file" in fail(["eval", "--samples", str(tmp_path / "x.npz"), "--data", "digits"],
+                                    capsys, monkeypatch)
+    f = tmp_path / "s.npz"
+    sampling.save_samples(torch.zeros(4, 1, 8, 8), f)
+    assert "unknown data set" in fail(["eval", "--samples", str(f), "--data", "nope"], capsys, monkeypatch)
+    assert "--data" in fail(["eval", "--samples", str(f)], capsys, monkeypatch)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"junk")
+    assert "corrupt" in fail(["eval", "--samples", str(bad), "--data", "digits"], capsys, monkeypatch)
