@@ -128,10 +128,14 @@ def _check_same_run(saved: dict[str, Any], model_config: dict[str, Any], cfg: Tr
 
 def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | Path | None = None,
           ckpt: str | Path | None = None, resume: bool = False, device: str | torch.device = "cpu",
-          command: str | None = None) -> TrainResult:
+          command: str | None = None, objective: Any = None, init_state: dict[str, Tensor] | None = None
+          ) -> TrainResult:
     """Train the denoiser described by `model_config` (io config: net, precond, sigma range, shape) on `data`
     (fields x [N, ...], y [N] or None, num_classes). Writes `ckpt` every cfg.ckpt_every steps and the EMA
-    artefact to `out` (fewstep.io.save_model) on rank 0. Works alone or under torch.distributed (DDP)."""
+    artefact to `out` (fewstep.io.save_model) on rank 0. Works alone or under torch.distributed (DDP).
+    `objective(model, x0, cond, generator, step) -> loss [B]` replaces cfg.loss (e.g. consistency distillation);
+    its optional after_step(den, step) / state_dict() / load_state_dict() hooks are called and checkpointed.
+    `init_state` initialises the weights (e.g. from a teacher)."""
     rank, world = dist_info()
     device = torch.device(device)
     if cfg.batch % world:
@@ -148,6 +152,8 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
                         "lower --batch")
     torch.manual_seed(cfg.seed)
     den = build_denoiser(model_config).train().to(device)
+    if init_state is not None:
+        den.load_state_dict(init_state)
     ema = AveragedModel(den, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=False)
     opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
@@ -164,6 +170,8 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
         sched.load_state_dict(state["scheduler"])
         step, wall0, history = int(state["step"]), float(state.get("wall_s", 0.0)), list(state.get("losses", []))
         torch.set_rng_state(state["rng"]["torch"])
+        if hasattr(objective, "load_state_dict"):
+            objective.load_state_dict(state.get("objective") or {})
     model = nn.parallel.DistributedDataParallel(den) if world > 1 else den
     loss_fn = losses.get(cfg.loss)
 
@@ -174,6 +182,7 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
                 "scheduler": sched.state_dict(), "step": step, "wall_s": wall0 + time.perf_counter() - t0,
                 "losses": history, "rng": {"torch": torch.get_rng_state()},
                 "config": {"model": model_config, "train": dataclasses.asdict(cfg), "command": command},
+                "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
             }, ckpt)
 
     t0, window = time.perf_counter(), []
@@ -183,7 +192,10 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
             idx = batch_indices(x_all.shape[0], cfg.batch, step, cfg.seed, rank, world).to(device)
             gen = step_generator(cfg.seed, step, rank, device)
             y = drop_labels(y_all[idx], cfg.label_dropout, num_classes, gen) if y_all is not None else None
-            loss = loss_fn(model, x_all[idx], y, gen, **cfg.loss_kwargs).mean()
+            if objective is not None:
+                loss = objective(model, x_all[idx], y, gen, step).mean()
+            else:
+                loss = loss_fn(model, x_all[idx], y, gen, **cfg.loss_kwargs).mean()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or --grad-clip")
             opt.zero_grad(set_to_none=True)
@@ -192,6 +204,8 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
             opt.step()
             sched.step()
             ema.update_parameters(den)
+            if hasattr(objective, "after_step"):
+                objective.after_step(den, step)
             step += 1
             window.append(loss.item())
             if step % cfg.log_every == 0 or step == cfg.steps:
