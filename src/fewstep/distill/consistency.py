@@ -100,6 +100,7 @@ class ConsistencyConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     sigma_data: float = 0.5
+    horizon: int | None = None  # K of the N(k)/mu(k) curricula (None = the run's step count)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -124,8 +125,10 @@ class ConsistencyObjective:
     def __init__(self, cfg: ConsistencyConfig, total_steps: int, teacher: Any = None) -> None:
         if cfg.mode == "cd" and teacher is None:
             raise ValueError("mode 'cd' needs a teacher denoiser (--teacher); use --mode ict to train from scratch")
-        self.cfg, self.K, self.teacher = cfg, total_steps, teacher if cfg.mode == "cd" else None
+        self.cfg, self.teacher = cfg, teacher if cfg.mode == "cd" else None
+        self.K = cfg.horizon or total_steps
         self.target: nn.Module | None = None
+        self._pending: dict[str, Any] | None = None
 
     def schedule(self, k: int) -> tuple[int, float]:
         """(N(k), mu(k)) at training step k: fixed for CD, CM App. C for CT, iCT's doubling with mu = 0."""
@@ -145,6 +148,10 @@ class ConsistencyObjective:
         n = S.sample_indices(N, x0.shape[0], generator, x0.device, probs)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         online = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        if self._pending is not None:  # a resumed EMA target: rebuild it around the online net's structure
+            self.target = copy.deepcopy(online).requires_grad_(False)
+            self.target.load_state_dict(self._pending)
+            self._pending = None
         target = self.target if (mu > 0 and self.target is not None) else online
         return consistency_loss(model, target, x0, grid[n + 1], grid[n], z, self.teacher, c.solver, cond, c.dist,
                                 c.weight, c.c, c.sigma_data)
@@ -165,11 +172,8 @@ class ConsistencyObjective:
                 bt.copy_(b)
 
     def state_dict(self) -> dict[str, Any]:
+        """The EMA target theta^- (None under stop-gradient), for exact resume."""
         return {"target": None if self.target is None else self.target.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any], model: nn.Module) -> None:
-        if state.get("target") is None:
-            self.target = None
-        else:
-            self.target = copy.deepcopy(model).requires_grad_(False)
-            self.target.load_state_dict(state["target"])
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.target, self._pending = None, state.get("target")

@@ -1,0 +1,96 @@
+"""`fewstep distill consistency`: consistency distillation (CD) or training (CT / iCT) through the one
+training loop (progress, checkpoints, --resume, torchrun DDP)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import click
+
+from .options import common
+
+_NOT_RECORDED = {"device", "resume", "threads", "quiet", "ckpt"}
+
+
+def _command(params: dict[str, Any]) -> str:
+    """The canonical `fewstep distill consistency ...` command that reproduces this run."""
+    args = ["fewstep", "distill", "consistency"]
+    for name, value in params.items():
+        if name in _NOT_RECORDED or value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        args += [flag] if value is True else [] if value is False else [flag, str(value)]
+    return shlex.join(args)
+
+
+@click.group()
+def distill() -> None:
+    """Distill a teacher into a few-step student (consistency CD / CT / iCT)."""
+
+
+@distill.command(context_settings={"show_default": True})
+@click.option("--teacher", default=None, help="zoo name or checkpoint of the teacher (CD; for ct/ict: architecture)")
+@click.option("--mode", default="cd", type=click.Choice(["cd", "ct", "ict"]))
+@click.option("--data", "data_name", default="digits", help="data set name (fewstep.data.get)")
+@click.option("--N", "N", default=18, type=int, help="CD grid size")
+@click.option("--mu", default=0.0, type=float, help="CD target EMA rate (0 = stop-gradient)")
+@click.option("--s0", default=None, type=int, help="CT/iCT curriculum start [ct 2, ict 10]")
+@click.option("--s1", default=None, type=int, help="CT/iCT curriculum end [ct 150, ict 1280]")
+@click.option("--mu0", default=0.9, type=float, help="CT initial target EMA rate")
+@click.option("--horizon", default=None, type=int, help="K of the N(k) curriculum [--steps]")
+@click.option("--dist", default=None, type=click.Choice(["l2", "l1", "pseudo_huber"]),
+              help="distance [cd/ct l2, ict pseudo_huber]")
+@click.option("--weight", default=None, type=click.Choice(["uniform", "snr", "snr+1", "karras", "truncated-snr",
+                                                           "ict"]), help="lambda [cd/ct uniform, ict ict]")
+@click.option("--solver", default="heun", type=click.Choice(["heun", "euler", "ddim", "dpm_solver_2s"]),
+              help="CD teacher step")
+@click.option("--dropout", default=None, type=float, help="network dropout (iCT uses it)")
+@click.option("--label-dropout", default=0.1, type=float)
+@click.option("--steps", default=2000, type=int)
+@click.option("--batch", default=128, type=int)
+@click.option("--lr", default=2e-4, type=float)
+@click.option("--warmup", default=100, type=int)
+@click.option("--ema-decay", default=0.995, type=float, help="EMA of the weights kept as the artefact")
+@click.option("--grad-clip", default=1.0, type=float)
+@click.option("--ckpt-every", default=250, type=int)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="output student .safetensors")
+@click.option("--ckpt", default=None, type=click.Path(dir_okay=False), help="checkpoint path [OUT.ckpt.pt]")
+@click.option("--resume", is_flag=True, help="continue exactly from the checkpoint")
+@click.option("--threads", default=None, type=int, help="torch CPU threads")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@common
+@click.pass_context
+def consistency(ctx: click.Context, **o: Any) -> None:
+    """Consistency distillation (--mode cd, Song et al. 2023 Alg. 2) or training from scratch (ct: Alg. 3,
+    ict: Song & Dhariwal 2024).
+
+    Example: fewstep distill consistency --teacher digits-edm --mode cd --out cd.safetensors"""
+    import torch
+
+    from .. import data as fsdata
+    from ..distill.consistency import ConsistencyConfig
+    from ..distill.run import distill as run_distill
+    from ..train.loop import TrainConfig, dist_info
+    from .train import _init_distributed
+
+    if o["threads"]:
+        torch.set_num_threads(o["threads"])
+    device = _init_distributed(o["device"])
+    cc = ConsistencyConfig(mode=o["mode"], N=o["N"], mu=o["mu"], s0=o["s0"], s1=o["s1"], mu0=o["mu0"],
+                           dist=o["dist"], weight=o["weight"], solver=o["solver"], horizon=o["horizon"])
+    ds = fsdata.get(o["data_name"], split="train")
+    tc = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], ema_decay=o["ema_decay"],
+                     grad_clip=o["grad_clip"], label_dropout=o["label_dropout"] if ds.y is not None else 0.0,
+                     ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"])
+    command = _command(ctx.params)
+    rank, world = dist_info()
+    if rank == 0:
+        click.echo(json.dumps({"command": command, "consistency": cc.__dict__, "train": tc.__dict__,
+                               "device": device, "world_size": world}, indent=1))
+    res = run_distill(cc, tc, ds, teacher=o["teacher"], out=o["out"], ckpt=o["ckpt"], resume=o["resume"],
+                      device=device, command=command, dropout=o["dropout"])
+    if rank == 0:
+        click.echo(f"trained {res.step} steps in {res.wall_s:.0f} s; final loss {res.losses[-1]:.4g}; "
+                   f"wrote {o['out']}")

@@ -1,0 +1,90 @@
+"""Run consistency distillation / training through the one training loop (fewstep.train.loop): progress,
+atomic checkpoints, exact resume, EMA and torchrun DDP come from there; this module only builds the student
+config, the teacher and the ConsistencyObjective (Song et al. 2023, Alg. 2-3; Song & Dhariwal 2024)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from .consistency import ConsistencyConfig, ConsistencyObjective, student_config
+
+# Architecture of digits-edm (fewstep zoo), used by --mode ict/ct when no --teacher gives one.
+DEFAULT_NET = {"class": "unet", "kwargs": {"in_channels": 1, "channels": 32, "num_blocks": 2,
+                                           "channel_mult": [1, 2, 2], "num_classes": 10}}
+
+
+def load_denoiser(name_or_path: Any, device: str | torch.device = "cpu") -> nn.Module:
+    """A frozen denoiser from a zoo name, a checkpoint path, or any denoiser object (e.g. fs.analytic)."""
+    if not isinstance(name_or_path, str):
+        den = name_or_path
+    else:
+        from .. import zoo
+
+        den = zoo.load(name_or_path, device)
+    if isinstance(den, nn.Module):
+        den = den.requires_grad_(False).eval().to(device)
+    return den
+
+
+def scratch_config(shape: tuple[int, ...], net: dict[str, Any] | None = None, sigma_min: float = 0.002,
+                   sigma_max: float = 80.0, sigma_data: float = 0.5) -> dict[str, Any]:
+    """An io config for a consistency model trained from scratch (CT / iCT)."""
+    net = json.loads(json.dumps(net or DEFAULT_NET))
+    if net["class"] == "unet":
+        net["kwargs"]["in_channels"] = int(shape[0])
+    return {"kind": "denoiser", "net": net,
+            "precond": {"name": "consistency", "kwargs": {"sigma_min": sigma_min, "sigma_data": sigma_data}},
+            "sigma_min": sigma_min, "sigma_max": sigma_max, "shape": list(shape)}
+
+
+def _check_resume(ckpt: Path, model_config: dict[str, Any]) -> None:
+    from ..train.loop import load_checkpoint
+
+    saved = load_checkpoint(ckpt)["config"]["model"].get("distill")
+    if saved != model_config["distill"]:
+        raise CheckpointError(f"{ckpt} was distilled with {saved}, this run asks for {model_config['distill']}; "
+                              "resume with the same settings or use another checkpoint path")
+
+
+def distill(cc: ConsistencyConfig, tc: Any, data: Any, teacher: Any = None,
+            out: str | Path | None = None, ckpt: str | Path | None = None, resume: bool = False,
+            device: str | torch.device = "cpu", command: str | None = None, dropout: float | None = None,
+            net: dict[str, Any] | None = None) -> Any:
+    """Train a consistency model: CD from `teacher` (student initialised from its weights), or CT / iCT from
+    scratch (`teacher` then only lends its architecture). `tc` is a fewstep.train.loop.TrainConfig.
+    Returns the loop's TrainResult; the EMA student is saved to `out` (fewstep.io.save_model)."""
+    from ..train.loop import train
+
+    if cc.mode == "cd" and teacher is None:
+        raise ValueError("--mode cd needs --teacher (a zoo name or checkpoint); use --mode ict to train from scratch")
+    teach = load_denoiser(teacher, device) if teacher is not None else None
+    init_state = None
+    if teach is not None and hasattr(teach, "config"):
+        model_config = student_config(teach.config, cc.sigma_min, dropout)
+        if net is not None:
+            model_config["net"] = net
+        if cc.mode == "cd":
+            init_state = {k: v.detach().clone() for k, v in teach.state_dict().items()}
+    else:
+        model_config = scratch_config(tuple(data.shape), net, cc.sigma_min, cc.sigma_max, cc.sigma_data)
+        if cc.mode == "cd" and net is None:
+            raise ValueError("a teacher without a fewstep config (e.g. an analytic one) needs net= for the student")
+        if dropout is not None:
+            model_config["net"]["kwargs"]["dropout"] = float(dropout)
+    if cc.sigma_max != model_config["sigma_max"]:
+        model_config["sigma_max"] = cc.sigma_max
+    model_config["distill"] = {**dataclasses.asdict(cc),
+                               "teacher": teacher if isinstance(teacher, str) else None}
+    ckpt_path = Path(ckpt) if ckpt is not None else (Path(out).with_suffix(".ckpt.pt") if out is not None else None)
+    if resume and ckpt_path is not None:
+        _check_resume(ckpt_path, model_config)
+    objective = ConsistencyObjective(cc, tc.steps, teach)
+    return train(model_config, data, tc, out=out, ckpt=ckpt_path, resume=resume, device=device, command=command,
+                 objective=objective, init_state=init_state)
