@@ -11,10 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .classifier import load_classifier, retrain
-from .confidence import class_probs, confidence
+from .classifier import class_probs, confidence, load_classifier, retrain
 from .frechet import Stats, fd, features, frechet_distance, max_floor_n, noise_floor, real_features, reference_stats
-from .prdc import prdc
+from .precision_recall import prdc
 from .trajectory import reference_x0, rms, trajectory_error
 
 

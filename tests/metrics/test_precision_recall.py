@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fewstep.metrics.prdc import knn_radii, prdc
+from fewstep.metrics.precision_recall import knn_radii, prdc
 
 
 def test_identical_sets_score_one():
