@@ -116,3 +116,40 @@ def test_missing_model_and_samples(capsys, monkeypatch, tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"junk")
     assert "corrupt" in fail(["eval", "--samples", str(bad), "--data", "digits"], capsys, monkeypatch)
+
+
+def test_searched_plan_is_read_from_the_zoo_folder(tiny_model, tmp_path, monkeypatch):
+    import fewstep as fs
+
+    path = tmp_path / "tiny-nfe4.json"
+    monkeypatch.setattr(sampling, "searched_plan_path", lambda model, nfe: tmp_path / f"{model}-nfe{nfe}.json")
+    path.write_text(fs.plans.get("unipc_bh2", nfe=4).to_json())
+    out = json.loads(run_ok(["sample", "--model", tiny_model, "--plan", "searched", "--nfe", "4", "--n", "4",
+                             "--out", "", "--no-metrics", "--json"]).output)
+    assert out["nfe"] == 4 and out["plan"] == "searched"
+
+
+def test_diffusers_folder(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1,
+                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(tmp_path / "pipe")
+    png = tmp_path / "g.png"
+    out = json.loads(run_ok(["sample", "--model", str(tmp_path / "pipe"), "--plan", "ddim", "--nfe", "3", "--n", "4",
+                             "--out", str(png), "--json"]).output)
+    assert out["nfe"] == 3 and "fd" not in out  # no data set is known for a bare diffusers model
+    assert Image.open(png).mode == "RGB"
+
+
+def test_shipped_teacher_if_present(tmp_path):
+    from fewstep import zoo
+
+    if "digits-edm" not in zoo.names():
+        pytest.skip("digits-edm is not shipped in this checkout")
+    png = tmp_path / "g.png"
+    out = json.loads(run_ok(["sample", "--model", "digits-edm", "--plan", "dpm_solver_pp_2m", "--nfe", "10",
+                             "--n", "64", "--out", str(png), "--json"]).output)
+    assert KEYS <= set(out) and out["nfe"] == 10 and png.is_file()
+    assert out["fd_over_floor"] < 20 and out["confidence"] > 0.6  # digits, not noise (noise scores ~100x floor)
