@@ -149,7 +149,8 @@ def test_shipped_teacher_if_present(tmp_path):
     if "digits-edm" not in zoo.names():
         pytest.skip("digits-edm is not shipped in this checkout")
     png = tmp_path / "g.png"
-    out = json.loads(run_ok(["sample", "--model", "digits-edm", "--plan", "dpm_solver_pp_2m", "--nfe", "10",
+    out = json.loads(run_ok(["sample", "--model", "digits-edm", "--plan", "heun", "--nfe", "35",
                              "--n", "64", "--out", str(png), "--json"]).output)
-    assert KEYS <= set(out) and out["nfe"] == 10 and png.is_file()
-    assert out["fd_over_floor"] < 20 and out["confidence"] > 0.6  # digits, not noise (noise scores ~100x floor)
+    assert KEYS <= set(out) and out["nfe"] == 35 and png.is_file()
+    # digits, not noise: clamped Gaussian noise scores ~25x the floor at n=64 and is put in one or two classes
+    assert out["fd_over_floor"] < 5 and out["class_entropy"] > 1.5
