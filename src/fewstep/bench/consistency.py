@@ -1,0 +1,223 @@
+"""Consistency-model benchmark: FD-digits of the teacher (35-NFE Heun), digits-cd and digits-ict at 1 and 2 steps
+(the 2-step intermediate sigma by ternary search on FD over separate seeds, CM Sec. 6), the FD-vs-training-time
+curve, and zero-shot editing on held-out digits (inpainting label kept, super-resolution vs bicubic FD).
+
+`train_with_curve` trains a zoo model in segments through the exact-resume loop and scores each segment, so the
+curve and the shipped weights come from one run; its manifest records the equivalent one-shot command.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+DATASET = "digits"
+
+# The recipes the shipped zoo models were trained with (`fewstep bench consistency --train cd|ict`).
+RECIPES: dict[str, dict] = {
+    "cd": {"steps": 1500, "segments": 6, "teacher": "digits-edm", "batch": 64, "lr": 2e-4, "warmup": 50,
+           "ema_decay": 0.995, "N": 18, "dist": "l2", "solver": "heun"},
+    "ict": {"steps": 2000, "segments": 8, "teacher": None, "batch": 64, "lr": 1e-3, "warmup": 100,
+            "ema_decay": 0.998, "dropout": 0.1, "s0": 10, "s1": 1280},
+}
+
+
+def cm_samples(cm: Any, n: int, seed: int, sigmas: list[float], batch: int = 500) -> Tensor:
+    """CM Alg. 1 samples (clamped to [-1, 1]) with per-sample seeded noise for every step (batch-independent)."""
+    from ..distill.sampling import multistep
+    from ..sampling import noise
+
+    shape = tuple(cm.shape)
+    x_T = noise(n, seed, shape, sigmas[0])
+    zs = [noise(n, seed + 7919 * (k + 1), shape, 1.0) for k in range(len(sigmas) - 1)]
+    outs = [multistep(cm, x_T[i:i + batch], sigmas, [z[i:i + batch] for z in zs], clip=1.0)
+            for i in range(0, n, batch)]
+    return torch.cat(outs)
+
+
+def cm_fd(cm: Any, sigmas: list[float], n: int, seed: int) -> float:
+    from ..metrics import fd
+
+    return fd(cm_samples(cm, n, seed, sigmas), DATASET)
+
+
+def best_two_step(cm: Any, n: int, seed: int, iters: int = 5) -> tuple[float, float]:
+    """Ternary search of tau_1 on FD over log sigma in [0.05, 5] (CM `ternary_search.py`), on search seeds."""
+    from ..distill.sampling import ternary_search
+
+    T = float(cm.sigma_max)
+    return ternary_search(lambda s: cm_fd(cm, [T, s], n, seed), 0.05, 5.0, iters)
+
+
+def teacher_fd(teacher: Any, n: int, seed: int, nfe: int = 35, name: str = "heun") -> float:
+    from ..metrics import fd
+    from ..sampling import generate
+    from ..solvers import get
+
+    plan = get(name, nfe=nfe, sigma_min=teacher.sigma_min, sigma_max=teacher.sigma_max, grid="karras")
+    x, _ = generate(teacher, plan, n, seed=seed, batch=500)
+    return fd(x, DATASET)
+
+
+def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, teacher: str | None = "digits-edm",
+                     n_eval: int = 500, threads: int | None = None, ckpt: str | Path | None = None,
+                     **opts: Any) -> dict[str, Any]:
+    """Train `mode` (cd/ict) for `steps` steps in `segments` resumed pieces, scoring 1- and 2-step FD after each;
+    writes out (.safetensors) and out with .json (manifest: command, seed, commit, metrics, wall time, curve)."""
+    from .. import data as fsdata
+    from ..distill.consistency import ConsistencyConfig
+    from ..distill.run import distill
+    from ..io import atomic_write_text, git_commit, load_model
+    from ..train.loop import TrainConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    cc_keys = {"N", "mu", "s0", "s1", "dist", "weight", "solver"}
+    cc = ConsistencyConfig(mode=mode, horizon=steps, **{k: v for k, v in opts.items() if k in cc_keys})
+    tk = {k: v for k, v in opts.items() if k in {"batch", "lr", "warmup", "ema_decay", "seed", "ckpt_every"}}
+    dropout = opts.get("dropout")
+    ds = fsdata.get(DATASET, split="train")
+    args = {"teacher": teacher, "mode": mode, **{k: v for k, v in opts.items() if v is not None},
+            "horizon": steps, "steps": steps, "out": str(out)}
+    command = shlex.join(["fewstep", "distill", "consistency"] + [
+        a for k, v in args.items() if v is not None for a in ("--" + k.replace("_", "-"), str(v))])
+    curve, res = [], None
+    ends = sorted({max(1, round(steps * (i + 1) / segments)) for i in range(segments)})
+    for i, k in enumerate(ends):
+        tc = TrainConfig(steps=k, label_dropout=0.1, progress=False, **tk)
+        res = distill(cc, tc, ds, teacher=teacher, out=out, ckpt=ckpt, resume=i > 0, command=command,
+                      dropout=dropout)
+        cm = load_model(out)
+        T = float(cm.sigma_max)
+        curve.append({"step": k, "wall_s": round(res.wall_s, 1), "fd_1step": cm_fd(cm, [T], n_eval, 1),
+                      "fd_2step": cm_fd(cm, [T, 0.5], n_eval, 1), "loss": res.losses[-1]})
+        print(json.dumps(curve[-1]), flush=True)
+    manifest = {"name": out.stem, "command": command, "seed": tk.get("seed", 0), "commit": git_commit(),
+                "wall_s": curve[-1]["wall_s"], "threads": torch.get_num_threads(),
+                "metrics": {"fd_1step_n500": curve[-1]["fd_1step"], "fd_2step_sigma0.5_n500": curve[-1]["fd_2step"]},
+                "curve": curve, "note": "trained in resumed segments (exact resume) to record the curve"}
+    atomic_write_text(out.with_suffix(".json"), json.dumps(manifest, indent=1))
+    return manifest
+
+
+def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
+    """Inpainting (lower / right half masked) label kept under the classifier; 4x4 -> 8x8 super-resolution FD vs
+    bicubic, on held-out (test split) digits."""
+    from .. import data as fsdata
+    from ..edit import inpaint, superres
+    from ..metrics import class_probs, fd
+
+    test = fsdata.get(DATASET, split="test")
+    x, y = test.x[:n], test.y[:n]
+    g = torch.Generator().manual_seed(seed)
+    T = float(cm.sigma_max)
+    out: dict[str, Any] = {"n": len(x), "real_accuracy": (class_probs(x, DATASET).argmax(1) == y).float().mean().item()}
+    for name, sl in (("lower", (slice(None), slice(None), slice(4, 8), slice(None))),
+                     ("right", (slice(None), slice(None), slice(None), slice(4, 8)))):
+        mask = torch.zeros(1, *x.shape[1:])
+        mask[sl] = 1
+        for steps in ([T], [T, 0.5]):
+            r = inpaint(cm, x, mask, steps, generator=g)
+            acc = (class_probs(r, DATASET).argmax(1) == y).float().mean().item()
+            out[f"inpaint_{name}_{len(steps)}step_label_kept"] = acc
+    low = F.avg_pool2d(x, 2)
+    bicubic = F.interpolate(low, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
+    out["superres_fd_bicubic"] = fd(bicubic, DATASET)
+    out["superres_fd_nearest"] = fd(F.interpolate(low, scale_factor=2, mode="nearest"), DATASET)
+    for steps in ([T], [T, 0.5]):
+        out[f"superres_fd_cm_{len(steps)}step"] = fd(superres(cm, low, 2, steps, generator=g), DATASET)
+    out["superres_fd_real"] = fd(x, DATASET)
+    return out
+
+
+def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-edm", n: int = 800,
+        search_n: int = 400, plots: str | None = "bench-results") -> dict[str, Any]:
+    """The whole benchmark; returns the write_result payload."""
+    from ..metrics import noise_floor
+    from ..sampling import save_grid
+    from ..zoo import load, manifest
+
+    t0 = time.perf_counter()
+    teach = load(teacher)
+    fd_t = teacher_fd(teach, n, seed=0)
+    rows, summary, extra = [["teacher Heun (EDM grid)", 35, fd_t, 1.0, "-"]], [], {"teacher_fd_35": fd_t}
+    for nfe in (2, 4):
+        v = teacher_fd(teach, n, 0, nfe, "dpm_solver_pp_2m")
+        rows.append(["teacher DPM-Solver++(2M)", nfe, v, v / fd_t, "-"])
+    curves = {}
+    for label, spec, targets in (("digits-cd", cd, (1.3, 1.1)), ("digits-ict", ict, (2.5, 1.8))):
+        try:
+            cm = load(spec)
+        except (KeyError, FileNotFoundError) as e:
+            summary.append(f"{label}: not available ({e})")
+            continue
+        T = float(cm.sigma_max)
+        f1 = cm_fd(cm, [T], n, 0)
+        tau, _ = best_two_step(cm, search_n, seed=12345)
+        f2 = cm_fd(cm, [T, tau], n, 0)
+        rows += [[f"{label} 1-step", 1, f1, f1 / fd_t, f"<= {targets[0]}"],
+                 [f"{label} 2-step (tau={tau:.3g})", 2, f2, f2 / fd_t, f"<= {targets[1]}"]]
+        extra[label] = {"fd_1step": f1, "fd_2step": f2, "tau": tau, "ratio_1": f1 / fd_t, "ratio_2": f2 / fd_t}
+        try:
+            man = manifest(spec)
+            extra[label]["wall_s"] = man.get("wall_s")
+            curves[label] = man.get("curve", [])
+        except (KeyError, FileNotFoundError):
+            pass
+        if plots:
+            save_grid(cm_samples(cm, 64, 0, [T]), Path(plots) / f"consistency-{label}-1step.png", nrow=8)
+            save_grid(cm_samples(cm, 64, 0, [T, tau]), Path(plots) / f"consistency-{label}-2step.png", nrow=8)
+        if label == "digits-cd":
+            extra["editing"] = editing(cm, 300)
+    floor = noise_floor(DATASET, min(n, 898))
+    summary.insert(0, f"FD-digits on n={n} samples against the real reference half; real-data noise floor at this n: "
+                      f"{floor:.3g}. Teacher digits-edm at 35-NFE Heun: {fd_t:.3g}.")
+    tables = [{"title": "FD-digits, one run, same seeds (ratio = FD / teacher's 35-NFE Heun FD)",
+               "columns": ["sampler", "NFE", "FD", "ratio", "target"], "rows": rows}]
+    for label, c in curves.items():
+        tables.append({"title": f"{label}: FD (n=500, 2-step at tau=0.5) against training time",
+                       "columns": ["step", "wall s", "FD 1-step", "FD 2-step"],
+                       "rows": [[p["step"], p["wall_s"], p["fd_1step"], p["fd_2step"]] for p in c]})
+    if "editing" in extra:
+        e = extra["editing"]
+        tables.append({"title": f"Zero-shot editing with digits-cd on {e['n']} held-out digits",
+                       "columns": ["task", "metric", "value"],
+                       "rows": [[k.split("_")[0], k, v] for k, v in e.items() if k != "n"]})
+    plot_paths = []
+    if plots and curves:
+        plot_paths.append(_plot_curves(curves, Path(plots) / "consistency-curve.png", fd_t))
+    if plots:
+        plot_paths += [str(p) for p in sorted(Path(plots).glob("consistency-digits-*.png"))]
+    return {"title": "Consistency models (CD, iCT) and zero-shot editing", "summary": summary, "tables": tables,
+            "plots": plot_paths, "raw": extra, "bench_wall_s": time.perf_counter() - t0}
+
+
+def _plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, fd_teacher: float) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, c in curves.items():
+        w = [p["wall_s"] / 60 for p in c]
+        ax.plot(w, [p["fd_1step"] for p in c], "o-", label=f"{label} 1-step")
+        ax.plot(w, [p["fd_2step"] for p in c], "s--", label=f"{label} 2-step")
+    ax.axhline(fd_teacher, color="k", lw=0.8, label="teacher 35-NFE Heun")
+    ax.set_xlabel("training wall time (min)")
+    ax.set_ylabel("FD-digits (n=500)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)

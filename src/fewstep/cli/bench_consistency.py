@@ -1,0 +1,50 @@
+"""`fewstep bench consistency`: teacher vs digits-cd / digits-ict FD at 1 and 2 steps, the FD-vs-training-time
+curves, and zero-shot editing; `--train cd|ict` first rebuilds that zoo model while recording its curve."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--cd", default="digits-cd", help="consistency-distilled model (zoo name or path)")
+@click.option("--ict", default="digits-ict", help="iCT model (zoo name or path)")
+@click.option("--teacher", default="digits-edm", help="teacher (zoo name or path)")
+@click.option("--n", default=800, type=int, help="samples per FD")
+@click.option("--search-n", default=400, type=int, help="samples per FD inside the 2-step ternary search")
+@click.option("--train", "train_mode", default=None, type=click.Choice(["cd", "ict"]),
+              help="first retrain this zoo model (segments + curve), as recorded in its manifest")
+@click.option("--steps", default=None, type=int, help="with --train: training steps [cd 1500, ict 2000]")
+@click.option("--threads", default=None, type=int, help="torch CPU threads")
+@click.option("--json", "as_json", is_flag=True, help="print the result payload as JSON")
+def consistency(cd: str, ict: str, teacher: str, n: int, search_n: int, train_mode: str | None, steps: int | None,
+                threads: int | None, as_json: bool) -> None:
+    """Consistency models: FD of CD / iCT at 1-2 steps against the teacher's 35-NFE Heun, curves, editing."""
+    import torch
+
+    from ..bench.common import write_result
+    from ..bench.consistency import RECIPES, run, train_with_curve
+    from ..zoo import FILES
+
+    if threads:
+        torch.set_num_threads(threads)
+    if train_mode is not None:
+        recipe: dict[str, Any] = dict(RECIPES[train_mode])
+        if steps is not None:
+            recipe["steps"] = steps
+        name = f"digits-{train_mode}"
+        train_with_curve(train_mode, FILES / f"{name}.safetensors", ckpt=f"/tmp/fewstep-{name}.ckpt.pt",
+                         threads=threads, **recipe)
+    payload = run(cd=cd, ict=ict, teacher=teacher, n=n, search_n=search_n)
+    path = write_result("consistency", payload)
+    if as_json:
+        click.echo(json.dumps(payload, indent=1, default=float))
+    else:
+        for t in payload["tables"]:
+            click.echo(t["title"])
+            for row in t["rows"]:
+                click.echo("  " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+        click.echo(f"wrote {path}")
