@@ -1,0 +1,44 @@
+"""`fewstep demo`: sample and measure every method on the shipped models and write demo-report/."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .options import common
+
+
+@click.command()
+@click.option("--out", default="demo-report", show_default=True, help="folder for index.html, index.md, images")
+@click.option("--quick", is_flag=True, help="a few samples and NFEs only (for tests and a first look)")
+@click.option("--n", type=click.IntRange(min=8), default=None, help="samples per method and NFE (default 500)")
+@click.option("--json", "as_json", is_flag=True, help="print the measured rows as JSON")
+@common
+def demo(out: str, quick: bool, n: int | None, as_json: bool, device: str, seed: int) -> None:
+    """Run the demo on the shipped models (no training) and write a report."""
+    import torch
+
+    from ..demo import DemoConfig, run
+
+    torch.set_grad_enabled(False)
+    cfg = DemoConfig.quick(out) if quick else DemoConfig(out=out)
+    cfg.device, cfg.seed = device, seed
+    if n is not None:
+        cfg.n = n
+    result = run(cfg, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result, indent=1, default=float))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"fewstep demo (n={cfg.n}, noise floor FD {result['noise_floor']:.3g})")
+    for col in ("method", "NFE", "FD", "FD/floor", "confidence", "images/s"):
+        t.add_column(col, justify="right" if col != "method" else "left")
+    for r in result["rows"]:
+        t.add_row(r["method"], str(r["nfe"]), f"{r['fd']:.3g}", f"{r['fd_over_floor']:.2f}", f"{r['confidence']:.3f}",
+                  f"{r['images_per_s']:.0f}")
+    console = Console()
+    console.print(t)
+    console.print(f"report: [bold]{result['html']}[/bold] (and {result['markdown']}), {result['seconds']:.0f} s")

@@ -1,0 +1,228 @@
+"""The demo: every working method on the shipped models, measured side by side, written as a report.
+
+No training happens here: the teacher (digits-edm), the consistency students and the searched plans are read
+from the zoo. Each method is sampled from the same per-sample seeds and scored with the same FD-digits (next to
+the real-data noise floor at the same n) and classifier confidence; wall time gives images/s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+DATASET = "digits"
+BASELINES = ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh2", "deis_3", "ipndm", "heun")
+PAPERS = {
+    "ddim": "DDIM (Song et al., ICLR 2021): the first-order exponential integrator.",
+    "dpm_solver_pp_2m": "DPM-Solver++(2M) (Lu et al., 2022): second-order multistep, data prediction.",
+    "dpm_solver_pp_3m": "DPM-Solver++(3M) (Lu et al., 2022): third-order multistep, data prediction.",
+    "unipc_bh2": "UniPC-bh2 (Zhao et al., NeurIPS 2023): multistep predictor with the UniC corrector at no extra NFE.",
+    "deis_3": "DEIS-tAB3 (Zhang & Chen, ICLR 2023): third-order polynomial extrapolation of eps.",
+    "ipndm": "iPNDM (Zhang & Chen 2023; Liu et al. 2022): fourth-order linear multistep with warm start.",
+    "heun": "Heun (Karras et al., NeurIPS 2022): EDM's second-order sampler, two evaluations per step.",
+    "searched": "S^3 (Liu et al., ICLR 2024): per-step solver decisions searched under the NFE budget with a "
+                "learned ranking predictor.",
+    "digits-cd": "Consistency distillation (Song et al., ICML 2023): a student that maps any noisy point on the "
+                 "teacher's ODE trajectory to its end, in one step (Algorithm 1 for more steps).",
+    "digits-ict": "Improved consistency training (Song & Dhariwal, ICLR 2024): the same model trained from data "
+                  "alone, no teacher.",
+    "teacher": "The teacher at 35-NFE Heun (EDM's default): the quality the few-step methods aim for.",
+}
+
+
+@dataclass
+class Row:
+    method: str
+    family: str
+    nfe: int
+    fd: float
+    fd_over_floor: float
+    confidence: float
+    images_per_s: float
+    grid: str = ""
+
+
+@dataclass
+class DemoConfig:
+    out: str = "demo-report"
+    n: int = 500                # samples per method and NFE (FD's noise floor is computed at the same n)
+    nfes: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10)
+    grid_nfe: int = 5           # the NFE whose sample grid is shown for every solver
+    seed: int = 0
+    device: str = "cpu"
+    baselines: tuple[str, ...] = BASELINES
+
+    @classmethod
+    def quick(cls, out: str = "demo-report") -> DemoConfig:
+        return cls(out=out, n=64, nfes=(2, 5), baselines=("ddim", "dpm_solver_pp_3m"))
+
+
+def _measure(name: str, family: str, nfe: int, make: Callable[[], tuple[Tensor, float]], cfg: DemoConfig,
+             floor: float, grid_dir: Path | None) -> Row:
+    from .metrics import confidence, fd
+    from .sampling import save_grid
+
+    x, seconds = make()
+    x = x.clamp(-1, 1)
+    d = fd(x, DATASET)
+    grid = ""
+    if grid_dir is not None:
+        grid = f"grids/{name}-nfe{nfe}.png"
+        save_grid(x[:64], Path(cfg.out) / grid, nrow=8, scale=4)
+    return Row(name, family, nfe, d, d / floor, confidence(x, DATASET)["confidence"], len(x) / max(seconds, 1e-9),
+               grid)
+
+
+def _solver_tasks(den: Any, cfg: DemoConfig) -> list[tuple[str, str, int, Callable[[], tuple[Tensor, float]]]]:
+    from .errors import PlanError
+    from .sampling import generate, resolve_plan, searched_plan_path
+    from .solvers import constructors
+
+    tasks = []
+    for nfe in cfg.nfes:
+        for name in cfg.baselines:
+            try:
+                plan = constructors.get(name, nfe=nfe, sigma_min=den.sigma_min, sigma_max=den.sigma_max)
+            except (PlanError, ValueError):
+                continue  # e.g. heun cannot spend exactly 1 NFE
+            tasks.append((name, "solver", nfe, lambda p=plan: generate(den, p, cfg.n, cfg.seed, device=cfg.device)))
+        if searched_plan_path("digits-edm", nfe).is_file():
+            plan = resolve_plan("searched", den, nfe, model="digits-edm")
+            tasks.append(("searched", "S^3", nfe, lambda p=plan: generate(den, p, cfg.n, cfg.seed, device=cfg.device)))
+    ref = constructors.get("heun", nfe=35, sigma_min=den.sigma_min, sigma_max=den.sigma_max)
+    tasks.append(("teacher", "reference", 35, lambda: generate(den, ref, cfg.n, cfg.seed, device=cfg.device)))
+    return tasks
+
+
+def _cm_tasks(cfg: DemoConfig) -> list[tuple[str, str, int, Callable[[], tuple[Tensor, float]]]]:
+    from . import zoo
+    from .distill.sampling import multistep
+    from .sampling import noise
+
+    tasks = []
+    for name in ("digits-cd", "digits-ict"):
+        if name not in zoo.names():
+            continue
+        cm = zoo.load(name, device=cfg.device)
+        mid = float((zoo.manifest(name).get("metrics") or {}).get("tau_2step", 0.8))
+        for steps, sigmas in ((1, [cm.sigma_max]), (2, [cm.sigma_max, mid])):
+            def make(cm: Any = cm, sigmas: list[float] = sigmas) -> tuple[Tensor, float]:
+                x_T = noise(cfg.n, cfg.seed, cm.shape, sigmas[0], cfg.device)
+                g = torch.Generator(cfg.device).manual_seed(cfg.seed)
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    x = multistep(cm, x_T, sigmas, generator=g)
+                return x.cpu(), time.perf_counter() - t0
+            tasks.append((name, "consistency", steps, make))
+    return tasks
+
+
+def run(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
+    """Sample and measure every method, write `cfg.out`/index.html + index.md; returns the rows and paths."""
+    from . import zoo
+    from .metrics import noise_floor
+
+    out = Path(cfg.out)
+    (out / "grids").mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    den = zoo.load("digits-edm", device=cfg.device)
+    floor = noise_floor(DATASET, cfg.n)
+    tasks = _solver_tasks(den, cfg) + _cm_tasks(cfg)
+    rows: list[Row] = []
+    with _progress(progress) as bar:
+        job = bar.add_task("sampling", total=len(tasks))
+        for name, family, nfe, make in tasks:
+            bar.update(job, description=f"{name} @ {nfe} NFE")
+            show = nfe == cfg.grid_nfe or family in ("consistency", "reference")
+            rows.append(_measure(name, family, nfe, make, cfg, floor, out / "grids" if show else None))
+            bar.advance(job)
+        bar.update(job, description="editing examples")
+        edits = _edits(cfg)
+    from .report.demo_page import build
+
+    plot = _plot(rows, floor, out / "nfe_vs_fd.png")
+    page = build(rows, edits, floor, cfg, plot.name, PAPERS, time.perf_counter() - t_start)
+    from .report import write_page
+
+    html, md = write_page(page, out)
+    return {"rows": [asdict(r) for r in rows], "noise_floor": floor, "html": str(html), "markdown": str(md),
+            "edits": edits, "seconds": time.perf_counter() - t_start, "n": cfg.n}
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), disable=not enabled, transient=False)
+
+
+def _plot(rows: list[Row], floor: float, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)
+    for name in dict.fromkeys(r.method for r in rows if r.family != "reference"):
+        pts = sorted((r.nfe, r.fd) for r in rows if r.method == name)
+        style = "-o" if name in ("searched", "digits-cd", "digits-ict") else "--."
+        ax.plot(*zip(*pts, strict=True), style, label=name, lw=2 if style == "-o" else 1)
+    teacher = [r.fd for r in rows if r.family == "reference"]
+    if teacher:
+        ax.axhline(teacher[0], color="k", ls=":", label="teacher, 35-NFE Heun")
+    ax.axhline(floor, color="gray", ls="-.", label="real-data noise floor")
+    ax.set(xlabel="network evaluations (NFE)", ylabel="FD-digits (lower is better)", yscale="log",
+           title="Quality against cost, same model, same noise")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _edits(cfg: DemoConfig) -> list[dict[str, Any]]:
+    """One example per zero-shot editing operator with the consistency student (CM Algorithm 4)."""
+    from . import data, zoo
+    from .edit import ops
+
+    if "digits-cd" not in zoo.names():
+        return []
+    from .sampling import save_grid
+
+    cm = zoo.load("digits-cd", device=cfg.device)
+    test = data.get(DATASET, "test")
+    y = test.x[:8].to(cfg.device)
+    g = torch.Generator(cfg.device).manual_seed(cfg.seed)
+    mask = torch.zeros_like(y[:1])
+    mask[..., 4:, :] = 1  # lower half unknown
+    low = torch.nn.functional.avg_pool2d(y, 2)
+    noisy = y + 0.5 * torch.randn(y.shape, generator=g, device=y.device)
+    stroke_in = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(y, 4), scale_factor=4)
+    z0, z1 = (torch.randn((1, *cm.shape), generator=g, device=y.device) for _ in range(2))
+    examples = {
+        "inpaint": ("input with the lower half masked", y * (1 - mask) - mask,
+                    lambda: ops.inpaint(cm, y, mask, generator=g)),
+        "superres": ("4x4 input, upsampled by nearest neighbour", torch.nn.functional.interpolate(low, scale_factor=2),
+                     lambda: ops.superres(cm, low, 2, generator=g)),
+        "denoise": ("input with Gaussian noise, sigma = 0.5", noisy, lambda: ops.denoise(cm, noisy, 0.5)),
+        "stroke": ("coarse 2x2-block strokes", stroke_in, lambda: ops.stroke(cm, stroke_in, [5.0, 1.0], generator=g)),
+        "interpolate": ("slerp between two noises", None,
+                        lambda: ops.interpolate(cm, z0, z1, torch.linspace(0, 1, 8).tolist()).reshape(8, *cm.shape)),
+    }
+    out = []
+    for op, (caption, before, run_op) in examples.items():
+        with torch.no_grad():
+            after = run_op().clamp(-1, 1)
+        imgs = after if before is None else torch.cat([before.clamp(-1, 1), after])
+        path = f"grids/edit-{op}.png"
+        save_grid(imgs.cpu(), Path(cfg.out) / path, nrow=8, scale=4)
+        out.append({"op": op, "image": path,
+                    "caption": caption + ("" if before is None else " (top) and the result (bottom)")})
+    return out

@@ -1,0 +1,62 @@
+"""The demo report's page: the NFE-vs-FD plot, a full table, a best-per-NFE summary, grids and editing examples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .page import Page, Section, Table
+
+
+def _best_by_nfe(rows: list[Any]) -> Table:
+    """Per NFE: the best hand-made solver, the searched plan, and the consistency students."""
+    nfes = sorted({r.nfe for r in rows if r.family != "reference"})
+    out = []
+    for nfe in nfes:
+        at = [r for r in rows if r.nfe == nfe]
+        solvers = [r for r in at if r.family == "solver"]
+        best = min(solvers, key=lambda r: r.fd) if solvers else None
+        picks = [next((f"{r.fd:.3g}" for r in at if r.method == m), "—")
+                 for m in ("searched", "digits-cd", "digits-ict")]
+        out.append([nfe, f"{best.method} {best.fd:.3g}" if best else "—", *picks])
+    return Table(["NFE", "best hand-made solver (FD)", "S^3 searched", "digits-cd", "digits-ict"], out,
+                 "Best FD-digits per NFE (lower is better)")
+
+
+def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, plot: str, papers: dict[str, str],
+          seconds: float) -> Page:
+    teacher = next((r for r in rows if r.family == "reference"), None)
+    intro = (
+        f"Every method below sampled the same {cfg.n} per-sample seeds from the shipped models (no training in the "
+        f"demo), on {cfg.device}, in {seconds:.0f} s in all. Quality is the Fréchet distance on the features of "
+        f"the project's digits classifier (FD-digits); two disjoint halves of real digits at the same n are "
+        f"{floor:.3g} apart (the noise floor), so FD near {floor:.3g} is as good as this measurement can tell."
+        + (f" The teacher at 35 NFE scores {teacher.fd:.3g}." if teacher else "")
+        + "\n\nImages/s is wall time on this machine, with other work possibly running: read it as a ratio "
+          "between rows of this run, not as an absolute speed.")
+    table = Table(["method", "family", "NFE", "FD", "FD / floor", "confidence", "images/s"],
+                  [[r.method, r.family, r.nfe, r.fd, r.fd_over_floor, r.confidence, r.images_per_s] for r in rows],
+                  "Every run")
+    sections = [
+        Section("Quality against cost", "Each curve is one method at growing NFE. Solid lines are fewstep's own "
+                "methods (searched plans, consistency students); dashed lines the hand-made solvers.",
+                images=[(plot, "FD-digits against network evaluations")], tables=[_best_by_nfe(rows), table]),
+    ]
+    solver_imgs = [(r.grid, f"{r.method}, {r.nfe} NFE, FD {r.fd:.3g}") for r in rows
+                   if r.grid and r.family != "consistency"]
+    text = "\n\n".join(papers[m] for m in dict.fromkeys(r.method for r in rows if r.family != "consistency")
+                       if m in papers)
+    sections.append(Section("Solvers and searched plans on the teacher", text, images=solver_imgs))
+    cm_rows = [r for r in rows if r.family == "consistency"]
+    if cm_rows:
+        text = "\n\n".join(papers[m] for m in dict.fromkeys(r.method for r in cm_rows) if m in papers)
+        sections.append(Section("Consistency models", text,
+                                images=[(r.grid, f"{r.method}, {r.nfe} step(s), FD {r.fd:.3g}") for r in cm_rows]))
+    if edits:
+        sections.append(Section(
+            "Zero-shot editing with the consistency student",
+            "Algorithm 4 of the consistency-models paper: the known part of the input (in an orthogonal basis: "
+            "pixels, patch means, luma) is kept exactly and the student fills in the rest, with no training for "
+            "the task.", images=[(e["image"], f"{e['op']}: {e['caption']}") for e in edits]))
+    footer = ("Made by `fewstep demo` (see `fewstep demo --help`). Benchmarks at larger n, with the commands that "
+              "produced them, are in BENCHMARKS.md.")
+    return Page("fewstep demo: few-step sampling on the shipped digits models", intro, sections, footer)
