@@ -6,21 +6,30 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .classifier import class_probs, confidence, load_classifier, retrain
-from .frechet import Stats, fd, features, frechet_distance, max_floor_n, noise_floor, real_features, reference_stats
+from .frechet import (
+    Stats,
+    fd,
+    fd_between,
+    features,
+    frechet_distance,
+    is_image_data,
+    max_floor_n,
+    noise_floor,
+    real_data,
+    real_features,
+    real_halves,
+    reference_stats,
+    stats_of,
+)
 from .precision_recall import prdc
 from .trajectory import reference_x0, rms, trajectory_error
-
-
-def _images(dataset: str) -> bool:
-    from .frechet import _image_data
-
-    return _image_data(dataset)
 
 
 def evaluate(samples: Tensor, dataset: str, labels: Tensor | None = None, k: int = 3) -> dict[str, Any]:
@@ -32,28 +41,25 @@ def evaluate(samples: Tensor, dataset: str, labels: Tensor | None = None, k: int
     feats = features(samples, dataset)
     ref = real_features(dataset, "reference")
     floor_n = min(n, max_floor_n(dataset))
-    out: dict[str, Any] = {"dataset": dataset, "n": n, "fd": fd(samples, dataset),
+    out: dict[str, Any] = {"dataset": dataset, "n": n, "fd": fd_between(stats_of(feats), reference_stats(dataset)),
                            "noise_floor": noise_floor(dataset, floor_n), "noise_floor_n": floor_n}
     out["fd_over_floor"] = out["fd"] / out["noise_floor"] if out["noise_floor"] > 0 else float("inf")
     g = torch.Generator().manual_seed(0)
     real = ref[torch.randperm(len(ref), generator=g)[:n]]
     out.update(prdc(real, feats, k=min(k, n - 1, len(real) - 1)))
-    if _images(dataset):
+    if is_image_data(dataset):
         out.update(confidence(samples, dataset, labels))
         out["confidence_real"] = _real_confidence(dataset)
     return out
 
 
+@functools.lru_cache(maxsize=8)
 def _real_confidence(dataset: str) -> float:
-    from .. import data
-    from .frechet import real_halves
-
-    held = real_halves(dataset)[1]
-    return confidence(data.get(dataset, "all").x[held], dataset)["confidence"]
+    return confidence(real_data(dataset).x[real_halves(dataset)[1]], dataset)["confidence"]
 
 
 __all__ = [
-    "Stats", "class_probs", "confidence", "evaluate", "fd", "features", "frechet_distance", "load_classifier",
-    "max_floor_n", "noise_floor", "prdc", "real_features", "reference_stats", "reference_x0", "retrain", "rms",
-    "trajectory_error",
+    "Stats", "class_probs", "confidence", "evaluate", "fd", "fd_between", "features", "frechet_distance",
+    "is_image_data", "load_classifier", "max_floor_n", "noise_floor", "prdc", "real_data", "real_features",
+    "real_halves", "reference_stats", "reference_x0", "retrain", "rms", "stats_of", "trajectory_error",
 ]

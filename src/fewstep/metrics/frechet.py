@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data import ImageData
 from ..errors import DataError
 
 SPLIT_SEED = 2024
@@ -83,10 +84,16 @@ def fd_between(a: Stats, b: Stats) -> float:
     return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
 
 
-def _image_data(dataset: str) -> bool:
+@functools.lru_cache(maxsize=4)
+def real_data(dataset: str) -> ImageData:
+    """The data set's "all" split, loaded once (mnist5k parses a CSV; fashion is 60k images)."""
     from .. import data
 
-    return len(data.get(dataset, "test").shape) == 3
+    return data.get(dataset, "all")
+
+
+def is_image_data(dataset: str) -> bool:
+    return len(real_data(dataset).shape) == 3
 
 
 @torch.no_grad()
@@ -97,7 +104,7 @@ def features(x: Tensor, dataset: str, batch: int = 500, device: str = "cpu") -> 
         raise TypeError(f"samples must be a torch.Tensor [n, *shape], got {type(x).__name__}")
     if not torch.isfinite(x).all():
         raise ValueError(f"samples hold {(~torch.isfinite(x)).sum().item()} NaN/inf values; the sampler diverged")
-    if not _image_data(dataset):
+    if not is_image_data(dataset):
         return x.reshape(len(x), -1).double().cpu()
     from .classifier import load_classifier
 
@@ -112,9 +119,7 @@ def features(x: Tensor, dataset: str, batch: int = 500, device: str = "cpu") -> 
 @functools.lru_cache(maxsize=8)
 def real_halves(dataset: str) -> tuple[Tensor, Tensor]:
     """Indices (reference, held_out) of the two fixed disjoint halves of the data set's "all" split."""
-    from .. import data
-
-    n = len(data.get(dataset, "all"))
+    n = len(real_data(dataset))
     if n < 4:
         raise DataError(f"data set {dataset!r} has {n} items; FD needs at least 4")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
@@ -124,12 +129,10 @@ def real_halves(dataset: str) -> tuple[Tensor, Tensor]:
 @functools.lru_cache(maxsize=8)
 def real_features(dataset: str, half: str = "reference") -> Tensor:
     """Features of one real half ("reference" or "held_out"), cached."""
-    from .. import data
-
     ref, held = real_halves(dataset)
     if half not in ("reference", "held_out"):
         raise ValueError(f"half must be 'reference' or 'held_out', got {half!r}")
-    return features(data.get(dataset, "all").x[ref if half == "reference" else held], dataset)
+    return features(real_data(dataset).x[ref if half == "reference" else held], dataset)
 
 
 @functools.lru_cache(maxsize=8)
