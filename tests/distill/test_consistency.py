@@ -139,3 +139,18 @@ def test_pseudo_huber_limits():
                                rtol=1e-6, atol=1e-6)
     with pytest.raises(KeyError):
         distance("lpips", a, b)
+
+
+def test_online_and_target_calls_share_dropout_masks():
+    cfg = {"net": {"class": "mlp", "kwargs": {"dim": 4, "hidden": 32, "depth": 2}},
+           "precond": {"name": "consistency", "kwargs": {"sigma_min": EPS, "sigma_data": 0.5}},
+           "sigma_min": EPS, "sigma_max": T, "shape": [4]}
+    f = build_denoiser(cfg).train()
+    for p in f.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    f.net.blocks[0].fc1 = torch.nn.Sequential(f.net.blocks[0].fc1, torch.nn.Dropout(0.5))
+    x0, z, s = torch.randn(8, 4), torch.randn(8, 4), torch.full((8,), 1.0, dtype=torch.float64)
+    # sigma_lo = sigma_hi and no teacher: target input = online input, so only unshared dropout could differ
+    assert consistency_loss(f, f, x0, s, s, z).abs().max().item() == 0.0
+    with torch.no_grad():
+        assert not torch.equal(f(x0 + z, s), f(x0 + z, s))  # dropout is active

@@ -71,9 +71,9 @@ def consistency_loss(f: Any, f_target: Any, x0: Tensor, sigma_hi: Tensor, sigma_
         x_lo = teacher_step(teacher, x_hi, sigma_hi, sigma_lo, solver, cond)
     else:
         x_lo = x0 + append_dims(sigma_lo, x0.ndim).to(x0.dtype) * z
-    rng = torch.get_rng_state()
-    out = f(x_hi, sigma_hi, cond)
-    torch.set_rng_state(rng)
+    devices = [x0.device] if x0.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the same dropout masks for the online and the target call
+        out = f(x_hi, sigma_hi, cond)
     with torch.no_grad():
         target = f_target(x_lo, sigma_lo, cond)
     lam = S.weighting(weight, sigma_hi, sigma_lo, sigma_data)

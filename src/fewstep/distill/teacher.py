@@ -19,13 +19,9 @@ from ..denoiser import append_dims
 StepFn = Callable[..., Tensor]
 
 
-def _d(den: Any, x: Tensor, s: Tensor, cond: Any) -> Tensor:
-    return den(x, s, cond)
-
-
 def euler_step(den: Any, x: Tensor, s: Tensor, t: Tensor, cond: Any = None) -> Tensor:
     """Euler = DDIM in VE coordinates: x_t = D + (t/s)(x - D) (Song et al. 2021; CM code `euler_solver`)."""
-    D = _d(den, x, s, cond)
+    D = den(x, s, cond)
     r = append_dims(t / s, x.ndim).to(x.dtype)
     return D + r * (x - D)
 
@@ -33,9 +29,9 @@ def euler_step(den: Any, x: Tensor, s: Tensor, t: Tensor, cond: Any = None) -> T
 def heun_step(den: Any, x: Tensor, s: Tensor, t: Tensor, cond: Any = None) -> Tensor:
     """Heun's 2nd-order step (Karras et al. 2022, Alg. 1; CM code `heun_solver`); t must be > 0."""
     h = append_dims(t - s, x.ndim).to(x.dtype)
-    d = (x - _d(den, x, s, cond)) / append_dims(s, x.ndim).to(x.dtype)
+    d = (x - den(x, s, cond)) / append_dims(s, x.ndim).to(x.dtype)
     x1 = x + h * d
-    d1 = (x1 - _d(den, x1, t, cond)) / append_dims(t, x.ndim).to(x.dtype)
+    d1 = (x1 - den(x1, t, cond)) / append_dims(t, x.ndim).to(x.dtype)
     return x + h * (d + d1) / 2
 
 
@@ -44,9 +40,9 @@ def dpm_solver_2s_step(den: Any, x: Tensor, s: Tensor, t: Tensor, cond: Any = No
     u = (s_mid/s) x + (1 - s_mid/s) D(x, s), s_mid = sqrt(s t) (the midpoint in lambda = -ln sigma)."""
     s_mid = (s * t).sqrt()
     r_mid = append_dims(s_mid / s, x.ndim).to(x.dtype)
-    u = r_mid * x + (1 - r_mid) * _d(den, x, s, cond)
+    u = r_mid * x + (1 - r_mid) * den(x, s, cond)
     r = append_dims(t / s, x.ndim).to(x.dtype)
-    return r * x + (1 - r) * _d(den, u, s_mid, cond)
+    return r * x + (1 - r) * den(u, s_mid, cond)
 
 
 STEPS: dict[str, StepFn] = {"euler": euler_step, "ddim": euler_step, "heun": heun_step,
