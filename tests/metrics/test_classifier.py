@@ -66,6 +66,19 @@ def test_recipe_still_trains():
     assert man["test_accuracy"] > 0.8 and man["recipe"]["epochs"] == 3
 
 
+@pytest.mark.slow
+def test_shipped_digits_classifier_reproduces_from_its_manifest(tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        man = C.retrain("digits", root=tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "digits-classifier.safetensors").is_file()
+    assert man["recipe"] == C.manifest("digits")["recipe"]
+    assert abs(man["test_accuracy"] - C.manifest("digits")["test_accuracy"]) < 0.015
+
+
 def test_unknown_data_set():
-    with pytest.raises(FileNotFoundError, match="python -m fewstep.metrics.classifier"):
+    with pytest.raises(FileNotFoundError, match="python -m fewstep.metrics classifier"):
         C.load_classifier("fashion-nope")

@@ -4,7 +4,7 @@ Its penultimate-layer activations are the feature space of FD-digits (the Fréch
 on a domain classifier instead of Inception-v3, as in "FID for MNIST" practice), and its softmax gives the
 confidence (mean max-softmax, the sharpness half of the Inception Score's idea, Salimans et al. 2016) and the
 accuracy of class-conditional samples. Weights ship in `files/<name>-classifier.safetensors` with a JSON
-manifest (command, seed, commit, test accuracy); `python -m fewstep.metrics.classifier NAME` retrains one.
+manifest (command, seed, commit, test accuracy); `python -m fewstep.metrics classifier NAME` retrains one.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def train_classifier(name: str, recipe: dict[str, Any] | None = None, verbose: b
         "train_accuracy": accuracy(model, train.x, train.y), "test_accuracy": accuracy(model, test.x, test.y),
         "n_train": len(train), "n_test": len(test), "train_seconds": round(seconds, 1),
         "threads": torch.get_num_threads(), "commit": git_commit(), "seed": recipe["seed"],
-        "command": f"python -m fewstep.metrics.classifier {name}",
+        "command": f"python -m fewstep.metrics classifier {name}",
     }
     return model.eval(), manifest
 
@@ -174,7 +174,7 @@ def load_classifier(name: str, device: str = "cpu") -> FeatureCNN:
     if not weights.is_file():
         known = sorted(p.name.removesuffix("-classifier.safetensors") for p in FILES.glob("*-classifier.safetensors"))
         raise FileNotFoundError(f"no shipped classifier for data set {name!r} (have: {', '.join(known) or 'none'}); "
-                                f"train one with `python -m fewstep.metrics.classifier {name}`")
+                                f"train one with `python -m fewstep.metrics classifier {name}`")
     config = read_config(weights)
     if config.get("kind") != "classifier":
         raise CheckpointError(f"{weights} is a {config.get('kind')!r} file, not a classifier")
@@ -189,7 +189,7 @@ def manifest(name: str) -> dict[str, Any]:
     """The recorded manifest (recipe, command, seed, commit, accuracies) of a shipped classifier."""
     _, man = paths(name)
     if not man.is_file():
-        raise FileNotFoundError(f"no manifest {man}; retrain with `python -m fewstep.metrics.classifier {name}`")
+        raise FileNotFoundError(f"no manifest {man}; retrain with `python -m fewstep.metrics classifier {name}`")
     return json.loads(man.read_text())
 
 
@@ -234,10 +234,10 @@ def confidence(x: Tensor, dataset: str, labels: Tensor | None = None) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m fewstep.metrics.classifier NAME [NAME ...] [--threads T]`: retrain and ship classifiers."""
+    """`python -m fewstep.metrics classifier NAME [NAME ...] [--threads T]`: retrain and ship classifiers."""
     import argparse
 
-    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m fewstep.metrics classifier", description=main.__doc__)
     ap.add_argument("names", nargs="+", choices=sorted(RECIPES))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the recipe is timed on one core)")
     ap.add_argument("--out", type=Path, default=None, help="folder to write to (default: the shipped files/)")
@@ -247,6 +247,3 @@ def main(argv: list[str] | None = None) -> None:
         man = retrain(name, args.out, verbose=True)
         print(json.dumps({k: man[k] for k in ("data", "test_accuracy", "train_accuracy", "train_seconds")}))
 
-
-if __name__ == "__main__":
-    main()

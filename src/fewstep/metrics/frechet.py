@@ -165,3 +165,19 @@ def noise_floor(dataset: str, n: int, repeats: int = 5, seed: int = 0) -> float:
     ref = reference_stats(dataset)
     return float(np.mean([fd_between(stats_of(held[torch.randperm(len(held), generator=g)[:n]]), ref)
                           for _ in range(reps)]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m fewstep.metrics floor DATASET [--n 256 512 all]`: print the real-data noise floors as JSON."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m fewstep.metrics floor", description=main.__doc__)
+    ap.add_argument("dataset")
+    ap.add_argument("--n", nargs="+", default=["256", "512", "all"], help="sample sizes; 'all' = the held-out half")
+    args = ap.parse_args(argv)
+    top = max_floor_n(args.dataset)
+    sizes = [top if s == "all" else int(s) for s in args.n]
+    print(json.dumps({"dataset": args.dataset, "reference_n": len(real_halves(args.dataset)[0]),
+                      "noise_floor": {str(n): noise_floor(args.dataset, n) for n in sizes}}, indent=1))
+

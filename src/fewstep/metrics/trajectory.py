@@ -39,6 +39,6 @@ def trajectory_error(den: Any, plan: Any, x_T: Tensor, cond: Any = None, ref: Te
     if ref is None:
         ref = reference_x0(den, x_T, float(plan.sigmas[0]), cond)
     with torch.no_grad():
-        x0 = sample(den, x_T, plan, cond=cond) if cond is not None else sample(den, x_T, plan)
+        x0 = sample(den, x_T, plan, cond=cond)
     per = rms(x0, ref.to(x0.device))
     return {"rms": per.mean().item(), "rms_max": per.max().item(), "per_sample": per, "nfe": int(plan.nfe)}
