@@ -154,3 +154,14 @@ def test_online_and_target_calls_share_dropout_masks():
     assert consistency_loss(f, f, x0, s, s, z).abs().max().item() == 0.0
     with torch.no_grad():
         assert not torch.equal(f(x0 + z, s), f(x0 + z, s))  # dropout is active
+
+
+def test_ternary_search_finds_the_minimum_of_a_unimodal_score():
+    from fewstep.distill import search_sigmas, ternary_search
+
+    best, val = ternary_search(lambda s: (math.log(s) - math.log(0.7)) ** 2, 0.01, 80.0, iters=20)
+    assert best == pytest.approx(0.7, rel=1e-3) and val < 1e-6
+    target = [80.0, 3.0, 0.2]
+    sig, v = search_sigmas(lambda s: sum((math.log(a) - math.log(b)) ** 2 for a, b in zip(s, target, strict=True)),
+                           3, 0.002, 80.0, iters=20, sweeps=2)
+    assert sig[0] == 80.0 and sig[1] == pytest.approx(3.0, rel=1e-2) and sig[2] == pytest.approx(0.2, rel=1e-2)

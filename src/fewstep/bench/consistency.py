@@ -124,7 +124,7 @@ def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
                      ("right", (slice(None), slice(None), slice(None), slice(4, 8)))):
         mask = torch.zeros(1, *x.shape[1:])
         mask[sl] = 1
-        for steps in ([T], [T, 0.5]):
+        for steps in ([T], [T, 0.5], [T, 2.0, 0.5, 0.1]):
             r = inpaint(cm, x, mask, steps, generator=g)
             acc = (class_probs(r, DATASET).argmax(1) == y).float().mean().item()
             out[f"inpaint_{name}_{len(steps)}step_label_kept"] = acc
@@ -132,7 +132,7 @@ def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     bicubic = F.interpolate(low, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
     out["superres_fd_bicubic"] = fd(bicubic, DATASET)
     out["superres_fd_nearest"] = fd(F.interpolate(low, scale_factor=2, mode="nearest"), DATASET)
-    for steps in ([T], [T, 0.5]):
+    for steps in ([T], [T, 0.5], [T, 2.0, 0.5, 0.1]):
         out[f"superres_fd_cm_{len(steps)}step"] = fd(superres(cm, low, 2, steps, generator=g), DATASET)
     out["superres_fd_real"] = fd(x, DATASET)
     return out
