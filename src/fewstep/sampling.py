@@ -138,8 +138,10 @@ def generate(den: Any, plan: Any, n: int, seed: int = 0, cond: int | Tensor | No
     return torch.cat(outs), seconds
 
 
-def save_grid(x: Tensor, path: str | os.PathLike, nrow: int | None = None, scale: int = 4, pad: int = 1) -> Path:
-    """Write images [n, C, H, W] in [-1, 1] as one PNG grid (nrow per row, nearest-neighbour upscaled)."""
+def save_grid(x: Tensor, path: str | os.PathLike, nrow: int | None = None, scale: int | None = None,
+              pad: int = 1) -> Path:
+    """Write images [n, C, H, W] in [-1, 1] as one PNG grid (nrow per row, nearest-neighbour upscaled by `scale`,
+    by default to tiles of about 64 px)."""
     import numpy as np
     from PIL import Image
 
@@ -148,6 +150,7 @@ def save_grid(x: Tensor, path: str | os.PathLike, nrow: int | None = None, scale
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"a grid needs images [n, 1 or 3, H, W], got shape {tuple(x.shape)}")
     n, C, H, W = x.shape
+    scale = scale or max(1, 64 // max(H, W))
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / nrow)
     img = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()

@@ -42,7 +42,7 @@ def test_sample_writes_png_and_json(tiny_model, tmp_path):
     out = json.loads(r.output)
     assert KEYS <= set(out) and "accuracy" in out
     assert out["nfe"] == 3 and out["n"] == 24 and out["noise_floor_n"] == 24 and out["fd"] > 0
-    assert Image.open(png).size == (4 * (5 * 9 + 1),) * 2  # 24 images -> 5 x 5 grid of 8 px + 1 px pads, x4
+    assert Image.open(png).size == (8 * (5 * 9 + 1),) * 2  # 24 images -> 5 x 5 grid of 8 px + 1 px pads, x8
     x, y = sampling.load_samples(npz)
     assert x.shape == (24, 1, 8, 8) and y.tolist() == [i % 10 for i in range(24)]
     # samples do not depend on the batch size (per-sample seeds)

@@ -24,7 +24,8 @@ def _fmt(v: Any) -> str:
 
 
 def _render(r: dict[str, Any]) -> None:
-    head = [k for k in ("model", "plan", "nfe", "grid", "samples_file", "dataset", "n") if k in r]
+    head = [k for k in ("model", "plan", "nfe", "grid", "class_label", "cfg", "samples_file", "dataset", "n")
+            if r.get(k) is not None and not (k == "cfg" and r[k] == 1.0)]
     click.echo("  ".join(f"{k}={r[k]}" for k in head))
     if "fd" in r:
         click.echo(f"FD {r['fd']:.4g}  (real-data noise floor at n={r['noise_floor_n']}: {r['noise_floor']:.4g}, "
