@@ -91,6 +91,8 @@ def fail(argv, capsys, monkeypatch):
     (["--class-label", "12"], "outside"),
     (["--cfg", "3"], "--class-label"),
     (["--n", "1"], "at least 2"),
+    (["--save", "x.txt"], ".npz"),
+    (["--grid", "nope"], "nope"),
 ])
 def test_bad_sample_input_is_one_line(tiny_model, extra, needle, capsys, monkeypatch, tmp_path):
     err = fail(["sample", "--model", tiny_model, "--n", "4", "--out", str(tmp_path / "g.png"), *extra],

@@ -84,12 +84,19 @@ def _labels(class_label: str | None, n: int, classes: int, cfg: float) -> Any:
 def sample(model: str, plan_spec: str, nfe: int | None, grid: str, n: int, batch: int, class_label: str | None,
            cfg_scale: float, dataset: str | None, out: str, grid_n: int, save: str | None, no_metrics: bool,
            device: str, seed: int, as_json: bool) -> None:
-    """Sample a model with a solver plan; report FD (with the real-data noise floor), NFE, time and images/s."""
+    """Sample a model with a solver plan; report FD (with the real-data noise floor), NFE, time and images/s.
+
+    --json keys: model, plan, nfe, grid, n, seed, class_label, cfg, device, sample_seconds, images_per_s,
+    wall_seconds, out, save, and from fs.metrics.evaluate: dataset, fd, noise_floor, noise_floor_n, fd_over_floor,
+    precision, recall, density, coverage, confidence, confidence_real, class_entropy, accuracy (with labels).
+    """
     from .. import sampling
 
     t0 = time.perf_counter()
     if n < 2:
         raise ValueError(f"--n must be at least 2 (FD needs a covariance), got {n}")
+    if save and not save.endswith((".pt", ".npz")):
+        raise ValueError(f"--save takes a file ending in .pt or .npz, got {save!r}")
     den = sampling.load_denoiser(model, device)
     plan = sampling.resolve_plan(plan_spec, den, nfe, grid, model=sampling.model_name(model))
     labels = _labels(class_label, n, sampling.num_classes(den), cfg_scale)
