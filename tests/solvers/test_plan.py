@@ -95,6 +95,8 @@ def test_hand_written_json_with_defaults_runs(den):
     (lambda d: d.update(sigmas=[80, 1, 2, 0.1, 0]), "field 'sigmas'"),
     (lambda d: d["steps"].pop(), "field 'steps'"),
     (lambda d: d.update(nfe=3), "field 'nfe'"),
+    (lambda d: d["steps"][3].update(points=[1]), "step 3: field 'points'"),
+    (lambda d: d["steps"][1].update(order=2, ratios=[1.0], corrector="unic"), "step 1: field 'corrector'"),
 ])
 def test_malformed_json_names_step_and_field(mutate, where):
     d = json.loads(fs.plans.get("dpm_solver_pp_2m", nfe=4).to_json())
@@ -151,3 +153,10 @@ def test_range_warning(den):
 
 def test_step_json_omits_defaults():
     assert Step().to_dict() == {} and Step(order=2).to_dict() == {"order": 2}
+
+
+def test_corrector_beside_a_ratio_one_point_that_is_not_used_runs(den):
+    """UniC on a singlestep step is fine when the ratio-1 intermediate does not feed the derivative."""
+    st = Step(order=2, ratios=(0.5, 1.0), points=(1,), corrector="unic")
+    plan = Plan(torch.tensor([80.0, 1.0, 0.002, 0.0]), (st, Step(order=1), Step(order=1)))
+    assert torch.isfinite(fs.sample(den, torch.randn(8, 2) * 80, plan)).all()

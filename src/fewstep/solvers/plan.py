@@ -118,6 +118,12 @@ def _check_step(i: int, st: Step, s: float, t: float, n_before: int) -> None:
                     "(or variable 'sigma')")
     if t == 0 and st.singlestep and st.ratios[-1] == 1:
         raise _fail(i, "ratios", "ratio 1 on the step to sigma=0 would evaluate the denoiser at sigma=0")
+    if t == 0 and st.variable == "lambda" and st.points is not None:
+        raise _fail(i, "points", "an order-1 step to sigma=0 in lambda uses no earlier points (their position "
+                    "log(sigma)/log(0) is undefined): drop 'points'")
+    if st.corrector != "none" and st.singlestep and any(st.ratios[p - 1] == 1 for p in pts):
+        raise _fail(i, "corrector", "UniC adds the next grid evaluation (ratio 1) as a node, which duplicates the "
+                    "intermediate at ratio 1 (a singular Taylor system): use corrector 'none' or drop that point")
 
 
 @dataclass(frozen=True, eq=False)
