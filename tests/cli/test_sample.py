@@ -125,7 +125,7 @@ def test_searched_plan_is_read_from_the_zoo_folder(tiny_model, tmp_path, monkeyp
 
     path = tmp_path / "tiny-nfe4.json"
     monkeypatch.setattr(sampling, "searched_plan_path", lambda model, nfe: tmp_path / f"{model}-nfe{nfe}.json")
-    path.write_text(fs.plans.get("unipc_bh2", nfe=4).to_json())
+    fs.search.write_plan_file(path, fs.plans.get("unipc_bh2", nfe=4), {"score": 0.1})  # plan + "search" block
     out = json.loads(run_ok(["sample", "--model", tiny_model, "--plan", "searched", "--nfe", "4", "--n", "4",
                              "--out", "", "--no-metrics", "--json"]).output)
     assert out["nfe"] == 4 and out["plan"] == "searched"

@@ -160,3 +160,23 @@ def test_corrector_beside_a_ratio_one_point_that_is_not_used_runs(den):
     st = Step(order=2, ratios=(0.5, 1.0), points=(1,), corrector="unic")
     plan = Plan(torch.tensor([80.0, 1.0, 0.002, 0.0]), (st, Step(order=1), Step(order=1)))
     assert torch.isfinite(fs.sample(den, torch.randn(8, 2) * 80, plan)).all()
+
+
+def test_metadata_blocks_round_trip_and_do_not_change_the_plan():
+    """A searched plan file (plan + "search" object) and a "meta" object are read, kept and written back."""
+    d = fs.plans.get("unipc_bh2", nfe=4).to_dict()
+    d["search"], d["meta"] = {"score": 0.25, "seed": 3, "tau": [0.1, 0.4]}, {"note": "hand-tuned"}
+    plan = Plan.from_json(json.dumps(d))
+    assert plan.metadata == {"search": d["search"], "meta": d["meta"]}
+    assert plan == fs.plans.get("unipc_bh2", nfe=4)  # equality is the sampler, not its metadata
+    again = json.loads(plan.to_json())
+    assert again["search"] == d["search"] and again["meta"] == d["meta"]
+    assert "search" not in plan.to_dict(metadata=False)
+
+
+@pytest.mark.parametrize("bad", [[1, 2], "text", 3])
+def test_metadata_must_be_an_object(bad):
+    d = fs.plans.get("ddim", nfe=2).to_dict()
+    d["meta"] = bad
+    with pytest.raises(PlanError, match="field 'meta'"):
+        Plan.from_dict(d)

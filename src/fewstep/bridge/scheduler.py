@@ -41,9 +41,7 @@ def _load_plan(plan: Any) -> Any:
 
     if isinstance(plan, Plan):
         return plan
-    d = json.loads(plan) if isinstance(plan, str) else dict(plan)
-    d.pop("search", None)  # a searched plan file (fs.search.write_plan_file) carries its metadata beside the plan
-    return Plan.from_dict(d)
+    return Plan.from_json(plan) if isinstance(plan, str) else Plan.from_dict(dict(plan))  # metadata blocks are kept
 
 
 def request_sigmas(plan: Any) -> Tensor:

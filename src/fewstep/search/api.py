@@ -1,16 +1,16 @@
 """`fs.search.search`: S^3 (Liu et al. 2024) for any denoiser - the best USF plan under an NFE budget.
 
-Searched plan files hold the plan JSON plus a "search" object (command, seed, budget, score, wall time);
-`read_plan_file` accepts those and bare plan JSON alike.
+Searched plan files hold the plan JSON plus a "search" object (command, seed, budget, score, wall time), which
+`fs.Plan.from_json` keeps in `plan.metadata["search"]`; `read_plan_file` returns it beside the plan.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +143,7 @@ def write_plan_file(path: str | os.PathLike, plan: Plan, meta: dict[str, Any]) -
     """Write plan JSON + {"search": meta} atomically (the format `fewstep sample --plan` and the zoo read)."""
     from ..io import atomic_write_text
 
-    d = plan.to_dict()
-    d["search"] = meta
-    return atomic_write_text(path, json.dumps(d, indent=1, default=float) + "\n")
+    return atomic_write_text(path, replace(plan, metadata={**plan.metadata, "search": meta}).to_json())
 
 
 def read_plan_file(path: str | os.PathLike) -> tuple[Plan, dict[str, Any]]:
@@ -153,9 +151,5 @@ def read_plan_file(path: str | os.PathLike) -> tuple[Plan, dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no plan file at {p}; write one with `fewstep search --out {p}`")
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p} is not valid JSON ({e})") from None
-    meta = d.pop("search", {}) if isinstance(d, dict) else {}
-    return Plan.from_dict(d), meta
+    plan = Plan.from_json(p.read_text())
+    return plan, plan.metadata.get("search", {})

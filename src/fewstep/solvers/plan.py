@@ -17,7 +17,10 @@ points (null = lags 1..order-1, or all intermediates), uniform (false: nodes at 
 Adams-Bashforth/iPNDM), relaxation ("none" | "dpm_solver_2" | "bh1" | "bh2" | "linear") with coef (0.0,
 the c of (1 + c h)), second_scale (1.0), inner_relaxation ("none"), corrector ("none" | "unic"),
 corrector_relaxation ("none"). Plan keys: afs ("none" | "zero": x0(x_T) = 0 | "mean": x0(x_T) = afs_mean),
-afs_mean (nested list), name, order (declared order, informational).
+afs_mean (nested list), name, order (declared order, informational). Metadata: optional free-form JSON objects
+under "search" (written by `fewstep search`: command, seed, budget, score) and/or "meta" (anything else) are
+kept verbatim in `plan.metadata` ({"search": {...}, "meta": {...}}), written back by to_dict/to_json and ignored
+by the engine and by plan equality.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ VARIABLES = ("lambda", "sigma")
 RELAXATIONS = ("none", "dpm_solver_2", "bh1", "bh2", "linear")
 CORRECTORS = ("none", "unic")
 AFS = ("none", "zero", "mean")
+METADATA_KEYS = ("search", "meta")  # free-form blocks a plan file may carry; never read by the engine
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ class Plan:
     name: str = ""
     order: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         s = torch.as_tensor(self.sigmas, dtype=torch.float64).detach().cpu().flatten()
@@ -154,6 +159,10 @@ class Plan:
             raise _fail(None, "afs_mean", "give afs_mean exactly when afs is 'mean'")
         if self.afs_mean is not None:
             object.__setattr__(self, "afs_mean", torch.as_tensor(self.afs_mean, dtype=torch.float64))
+        for key, block in self.metadata.items():
+            if key not in METADATA_KEYS or not isinstance(block, dict):
+                raise _fail(None, key, f"metadata must be JSON objects under {' or '.join(METADATA_KEYS)}, got "
+                            f"{type(block).__name__} under {key!r}")
         for i, st in enumerate(self.steps):
             if not isinstance(st, Step):
                 raise _fail(i, "step", f"must be a Step, got {type(st).__name__}")
@@ -170,11 +179,12 @@ class Plan:
         return len(self.steps)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Plan) and self.to_dict() == other.to_dict()
+        """Same sampler: grid and decisions (metadata does not count)."""
+        return isinstance(other, Plan) and self.to_dict(metadata=False) == other.to_dict(metadata=False)
 
     __hash__ = object.__hash__
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, metadata: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {"version": VERSION}
         if self.name:
             d["name"] = self.name
@@ -187,13 +197,15 @@ class Plan:
         if self.afs_mean is not None:
             d["afs_mean"] = self.afs_mean.tolist()
         d["steps"] = [st.to_dict() for st in self.steps]
+        if metadata:
+            d.update({k: self.metadata[k] for k in METADATA_KEYS if k in self.metadata})
         return d
 
     def to_json(self, indent: int | None = 1) -> str:
         """Readable JSON (version 1; steps list only non-default fields)."""
         d = self.to_dict()
         steps = d.pop("steps")
-        head = json.dumps(d, indent=indent)[:-1].rstrip()
+        head = json.dumps(d, indent=indent, default=float)[:-1].rstrip()
         body = ",\n".join("  " + json.dumps(st) for st in steps)
         return f'{head},\n "steps": [\n{body}\n ]\n}}\n'
 
@@ -201,7 +213,8 @@ class Plan:
     def from_dict(cls, d: dict[str, Any]) -> Plan:
         if not isinstance(d, dict):
             raise PlanError(f"a plan must be a JSON object, got {type(d).__name__}")
-        known = {"version", "name", "order", "nfe", "sigmas", "afs", "afs_mean", "defaults", "steps"}
+        known = {"version", "name", "order", "nfe", "sigmas", "afs", "afs_mean", "defaults", "steps",
+                 *METADATA_KEYS}
         if unknown := set(d) - known:
             raise _fail(None, sorted(unknown)[0], f"unknown key; known keys: {', '.join(sorted(known))}")
         if d.get("version") != VERSION:
@@ -230,7 +243,8 @@ class Plan:
         except (TypeError, ValueError) as e:
             raise _fail(None, "sigmas", f"must be a list of numbers ({e})") from None
         plan = cls(sigmas, tuple(steps), afs=d.get("afs", "none"), afs_mean=d.get("afs_mean"),
-                   name=d.get("name", ""), order=d.get("order"))
+                   name=d.get("name", ""), order=d.get("order"),
+                   metadata={k: d[k] for k in METADATA_KEYS if k in d})
         if "nfe" in d and d["nfe"] != plan.nfe:
             raise _fail(None, "nfe", f"says {d['nfe']} but the steps need {plan.nfe} evaluations; fix or drop it")
         return plan
