@@ -22,9 +22,9 @@ DATASET = "digits"
 
 # The recipes the shipped zoo models were trained with (`fewstep bench consistency --train cd|ict`).
 RECIPES: dict[str, dict] = {
-    "cd": {"steps": 1500, "segments": 6, "teacher": "digits-edm", "batch": 64, "lr": 2e-4, "warmup": 50,
+    "cd": {"steps": 1500, "segments": 6, "teacher": "digits-edm", "batch": 128, "lr": 3e-4, "warmup": 50,
            "ema_decay": 0.995, "N": 18, "dist": "l2", "solver": "heun"},
-    "ict": {"steps": 2000, "segments": 8, "teacher": None, "batch": 64, "lr": 1e-3, "warmup": 100,
+    "ict": {"steps": 4000, "horizon": 2000, "segments": 16, "teacher": None, "batch": 64, "lr": 1e-3, "warmup": 100,
             "ema_decay": 0.998, "dropout": 0.1, "s0": 10, "s1": 1280},
 }
 
@@ -68,9 +68,11 @@ def teacher_fd(teacher: Any, n: int, seed: int, nfe: int = 35, name: str = "heun
 
 def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, teacher: str | None = "digits-edm",
                      n_eval: int = 500, threads: int | None = None, ckpt: str | Path | None = None,
-                     **opts: Any) -> dict[str, Any]:
+                     horizon: int | None = None, extend: bool = False, **opts: Any) -> dict[str, Any]:
     """Train `mode` (cd/ict) for `steps` steps in `segments` resumed pieces, scoring 1- and 2-step FD after each;
-    writes out (.safetensors) and out with .json (manifest: command, seed, commit, metrics, wall time, curve)."""
+    writes out (.safetensors) and out with .json (manifest: command, seed, commit, metrics, wall time, curve).
+    `horizon`: K of the N(k) curriculum (default steps). `extend`: continue a finished shorter run of the same
+    recipe from its checkpoint, keeping its curve (the loop's resume is exact)."""
     from .. import data as fsdata
     from ..distill.consistency import ConsistencyConfig
     from ..distill.run import distill
@@ -81,19 +83,24 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
         torch.set_num_threads(threads)
     out = Path(out)
     cc_keys = {"N", "mu", "s0", "s1", "dist", "weight", "solver"}
-    cc = ConsistencyConfig(mode=mode, horizon=steps, **{k: v for k, v in opts.items() if k in cc_keys})
+    horizon = horizon or steps
+    cc = ConsistencyConfig(mode=mode, horizon=horizon, **{k: v for k, v in opts.items() if k in cc_keys})
     tk = {k: v for k, v in opts.items() if k in {"batch", "lr", "warmup", "ema_decay", "seed", "ckpt_every"}}
     dropout = opts.get("dropout")
     ds = fsdata.get(DATASET, split="train")
     args = {"teacher": teacher, "mode": mode, **{k: v for k, v in opts.items() if v is not None},
-            "horizon": steps, "steps": steps, "out": str(out)}
+            "horizon": horizon, "steps": steps, "out": str(out)}
     command = shlex.join(["fewstep", "distill", "consistency"] + [
         a for k, v in args.items() if v is not None for a in ("--" + k.replace("_", "-"), str(v))])
-    curve, res = [], None
+    curve: list[dict[str, Any]] = []
+    if extend:
+        curve = json.loads(out.with_suffix(".json").read_text())["curve"]
     ends = sorted({max(1, round(steps * (i + 1) / segments)) for i in range(segments)})
-    for i, k in enumerate(ends):
+    for k in ends:
+        if curve and k <= curve[-1]["step"]:
+            continue
         tc = TrainConfig(steps=k, label_dropout=0.1, progress=False, **tk)
-        res = distill(cc, tc, ds, teacher=teacher, out=out, ckpt=ckpt, resume=i > 0, command=command,
+        res = distill(cc, tc, ds, teacher=teacher, out=out, ckpt=ckpt, resume=bool(curve), command=command,
                       dropout=dropout)
         cm = load_model(out)
         T = float(cm.sigma_max)
