@@ -1,8 +1,8 @@
 """Sigma grids: 1-D float64 tensors from sigma_max down to sigma_min, then a final 0.
 
 `n` is the number of steps; the grid holds n + 1 values and its last step lands on data (sigma = 0).
-Karras et al. (2022) Eq. 5 (rho), Lu et al. (2022) Sec. 3.3 (uniform logSNR / time), and DPM-Solver's
-`time_quadratic`.
+Karras et al. (2022) Eq. 5 (rho), Lu et al. (2022) Sec. 3.3 (uniform logSNR / time), DPM-Solver's
+`time_quadratic`, and diffusers' integer timestep spacing on a discrete VP chain (`vp_discrete`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .denoiser import check_sigma_range
-from .noise import NoiseProcess, VPLinear
+from .noise import NoiseProcess, VPDiscrete, VPLinear
 
 
 def _check(n: int, sigma_min: float, sigma_max: float) -> None:
@@ -75,8 +75,37 @@ def quadratic_t(n: int, sigma_min: float, sigma_max: float, process: NoiseProces
     return _time_grid(n, sigma_min, sigma_max, 2.0, process)
 
 
+def vp_discrete(n: int, sigma_min: float, sigma_max: float, process: VPDiscrete | None = None,
+                spacing: str = "linspace") -> Tensor:
+    """diffusers' default timestep spacing on a discrete VP chain (Lin et al. 2024, Table 2), then a final 0.
+
+    Integer timesteps t_i (numpy rounding, half to even) between t(sigma_min) and t(sigma_max) of `process`
+    (default: `VPDiscrete.spanning(sigma_min, sigma_max)`, the chain running exactly over that range):
+    "linspace" = linspace(t_min, t_max, n+1) reversed without t_min, "trailing" = t_max+1 - i (T/n) - 1.
+    Like diffusers, the last positive sigma is sigma(t_{n-1}) > sigma_min, not sigma_min itself.
+    """
+    _check(n, sigma_min, sigma_max)
+    p = process or VPDiscrete.spanning(sigma_min, sigma_max)
+    t_min, t_max = (round(v) if abs(v - round(v)) < 1e-6 else v for v in (float(p.t(sigma_min)), float(p.t(sigma_max))))
+    i = torch.arange(n + 1, dtype=torch.float64)
+    if spacing == "linspace":  # numpy.linspace arithmetic: start + i * (delta / n), last pinned
+        t = i * ((t_max - t_min) / n) + t_min
+        t[-1] = t_max
+        t = t.flip(0)[:-1]
+    elif spacing == "trailing":  # numpy.arange(T, 0, -T/n), rounded, minus 1
+        t = (t_max + 1 - i[:-1] * ((t_max - t_min + 1) / n)).round() - 1 + t_min
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}; use 'linspace' or 'trailing' (diffusers' 'leading' does not "
+                         "start at sigma_max)")
+    t = torch.cat([t[:1], t[1:].round()])  # integer timesteps; the first stays at t(sigma_max)
+    s = p.sigma(t)
+    s[0] = sigma_max
+    return append_zero(s)
+
+
 GRIDS: dict[str, Callable[..., Tensor]] = {
     "logsnr": logsnr, "karras": karras, "uniform_t": uniform_t, "quadratic_t": quadratic_t,
+    "vp_discrete": vp_discrete,
 }
 
 

@@ -76,6 +76,34 @@ class VPDiscrete(NoiseProcess):
             raise KeyError(f"unknown beta schedule {schedule!r}; known: linear, scaled_linear, squaredcos_cap_v2")
         return cls(torch.cumprod(1 - betas, 0))
 
+    @classmethod
+    def spanning(cls, sigma_min: float, sigma_max: float, num_train_timesteps: int = 1000) -> VPDiscrete:
+        """Linear betas (DDPM's shape) whose chain runs exactly from sigma_min at t=0 to sigma_max at t=T-1.
+
+        beta_0 = sigma_min^2 / (1 + sigma_min^2); beta_end by bisection on prod(1 - beta_i) = 1 / (1 + sigma_max^2).
+        Gives a diffusers scheduler (trained_betas) the very sigma range of an EDM-style problem.
+        """
+        if not 0 < sigma_min < sigma_max or num_train_timesteps < 2:
+            raise ValueError(f"need 0 < sigma_min < sigma_max and >= 2 timesteps, got {sigma_min}, {sigma_max}, "
+                             f"{num_train_timesteps}")
+        b0, target = sigma_min**2 / (1 + sigma_min**2), -math.log1p(sigma_max**2)
+        ramp = torch.linspace(0, 1, num_train_timesteps, dtype=torch.float64)
+        log_end = lambda b1: float(torch.log1p(-(b0 + (b1 - b0) * ramp)).sum())  # noqa: E731
+        lo, hi = b0, 1.0 - 1e-12
+        if log_end(hi) > target:
+            raise ValueError(f"sigma_max={sigma_max} is out of reach of {num_train_timesteps} linear betas from "
+                             f"sigma_min={sigma_min}; use more timesteps")
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if log_end(mid) > target else (lo, mid)
+        return cls(torch.cumprod(1 - (b0 + (lo - b0) * ramp), 0))
+
+    @property
+    def betas(self) -> Tensor:
+        """beta_t = 1 - acp_t / acp_{t-1} (beta_0 = 1 - acp_0), float64: diffusers' `trained_betas`."""
+        acp = self.alphas_cumprod
+        return 1 - acp / torch.cat([acp.new_ones(1), acp[:-1]])
+
     def sigma(self, t: Tensor | float) -> Tensor:
         """Log-linear interpolation of sigma between integer indices (k-diffusion's DiscreteSchedule)."""
         t = _f64(t).clamp(self.t_min, self.t_max)

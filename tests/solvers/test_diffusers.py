@@ -1,8 +1,9 @@
 """Each plan constructor equals the diffusers scheduler driven on the same grid and denoiser (float64).
 
-The analytic denoiser D is wrapped as a VP discrete model with prediction_type="sample": at grid point k the
-model sees x_VP = alpha x_VE and returns D(x_VE, sigma_k). The grid is whatever diffusers' set_timesteps builds
-(read back from `sched.sigmas`, cast to float64 so its coefficient maths is float64 too) and is handed to
+The analytic denoiser D is wrapped as a VP discrete model with prediction_type="sample" by the one shared
+driver, `fewstep.bench.anchors.drive` (also used by `fewstep bench solvers` and `bench search`): at grid point k
+the model sees x_VP = alpha x_VE and returns D(x_VE, sigma_k). The grid is whatever diffusers' set_timesteps
+builds (read back by `anchors.grid`, cast to float64 so its coefficient maths is float64 too) and is handed to
 fewstep as explicit `sigmas`. Configs that match (defaults unless stated):
   ddim             DDIMScheduler (leading spacing, set_alpha_to_one)
   euler            EulerDiscreteScheduler(prediction_type="sample")  [step() upcasts to float32: tol 1e-5]
@@ -16,12 +17,11 @@ fewstep as explicit `sigmas`. Configs that match (defaults unless stated):
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 import fewstep as fs
+from fewstep.bench import anchors
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -37,23 +37,9 @@ def _noise(n=16, dim=3):
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
 
 
-def drive(sched, den, n_steps: int, vp: bool = True, sigma_of=None):
-    """Run a diffusers scheduler with D as a prediction_type='sample' model; return (x0 in VE, grid)."""
-    sched.set_timesteps(n_steps)
-    for attr in ("sigmas", "alphas_cumprod"):
-        if torch.is_tensor(getattr(sched, attr, None)):
-            setattr(sched, attr, getattr(sched, attr).to(torch.float64))
-    if hasattr(sched, "final_alpha_cumprod"):
-        sched.final_alpha_cumprod = torch.as_tensor(sched.final_alpha_cumprod, dtype=torch.float64)
-    sig = [float(v) for v in (sigma_of(sched) if sigma_of else sched.sigmas)]
-    x = _noise() * sig[0]
-    x = x / math.sqrt(1 + sig[0] ** 2) if vp else x
-    for k, t in enumerate(sched.timesteps):
-        s = sig[k]
-        a = 1 / math.sqrt(1 + s**2) if vp else 1.0
-        x = sched.step(den(x / a, s), t, x).prev_sample
-    a_end = 1 / math.sqrt(1 + sig[-1] ** 2) if vp else 1.0
-    return x / a_end, sig
+def drive(sched, den, n_steps: int, vp: bool = True):
+    """The shared driver (fewstep.bench.anchors.drive) from this file's noise; returns (x0 in VE, grid)."""
+    return anchors.drive(sched, den, _noise(), n_steps, vp=vp)
 
 
 def _unique(sig):
@@ -62,11 +48,6 @@ def _unique(sig):
         if v != out[-1]:
             out.append(v)
     return out
-
-
-def _ddim_sigmas(sched):
-    acp = sched.alphas_cumprod
-    return [math.sqrt((1 - acp[t]) / acp[t]) for t in sched.timesteps.tolist()] + [0.0]
 
 
 def _check(ours, theirs, tol=1e-6):
@@ -107,7 +88,7 @@ def test_vp_schedulers_match(den, case, n):
     make, opts = CASES[case]
     name = case.removesuffix("_o3").removesuffix("_noise")
     sched = make()
-    theirs, sig = drive(sched, den, n, sigma_of=_ddim_sigmas if name == "ddim" else None)
+    theirs, sig = drive(sched, den, n)
     if "singlestep" in type(sched).__name__.lower():  # diffusers may reset lower_order_final itself
         opts = {**opts, "lower_order_final": sched.config.lower_order_final}
     plan = fs.plans.get(name, nfe=len(sig) - 1, sigmas=sig, **opts)
@@ -128,3 +109,26 @@ def test_heun_matches(den, n):
     grid = _unique(sig)
     ours = fs.sample(den, _noise() * grid[0], fs.plans.get("heun", nfe=2 * n - 1, sigmas=grid))
     _check(ours, theirs)
+
+
+LIKE_FOR_LIKE = {  # diffusers label (fewstep.bench.anchors.variants) -> the fewstep plan on the same problem
+    "DPM++2M": ("dpm_solver_pp_2m", {"grid": "vp_discrete"}),
+    "DPM++2M+karras": ("dpm_solver_pp_2m", {"grid": "karras"}),
+    "DPM++3M+lu": ("dpm_solver_pp_3m", {"grid": "logsnr"}),
+    "UniPC-bh2+trailing": ("unipc_bh2", {"grid": "vp_discrete", "spacing": "trailing"}),
+    "DEIS-3": ("deis_3", {"grid": "vp_discrete", "final_sigma": 0.01}),  # DEIS ends at sigma(t=0), not on data
+    "UniPC-bh1+smin": ("unipc_bh1", {"grid": "vp_discrete", "final_sigma": 0.01}),
+}
+
+
+@pytest.mark.parametrize("n", [3, 6])
+@pytest.mark.parametrize("label", sorted(LIKE_FOR_LIKE))
+def test_like_for_like_problem(den, label, n):
+    """On the benchmark's problem (x_T at sigma_max, table spanning [sigma_min, sigma_max]) diffusers starts at x_T
+    and equals the fewstep plan built from fewstep's own named grid (no sigmas copied from diffusers)."""
+    smin, smax = 0.01, 80.0
+    x_T = _noise() * smax
+    theirs = anchors.solve(label, den, x_T, n, sigma_max=smax, sigma_min=smin)
+    name, opts = LIKE_FOR_LIKE[label]
+    ours = fs.sample(den, x_T, fs.plans.get(name, nfe=n, sigma_min=smin, sigma_max=smax, **opts))
+    _check(ours, theirs, tol=1e-6)

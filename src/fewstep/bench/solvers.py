@@ -1,9 +1,12 @@
-"""`fewstep bench solvers`: fewstep plans vs diffusers schedulers at NFE 3-10 on exact analytic mixtures.
+"""`fewstep bench solvers`: fewstep plans vs diffusers schedulers at NFE 3-10, like for like.
 
-Error = RMS distance to the exact PF-ODE solution (fs.reference_solve) from the same x_T. diffusers'
-schedulers run on their own VP grid (linear betas, sigma in [~0.01, ~157]) with D wrapped as a
-prediction_type="sample" model, each scored against the reference from its own starting point.
-`bench_denoiser(den, score, ...)` is the hook for trained models (FD on digits-edm) once they exist.
+One problem per model: x_T = 80 n (per-sample seeded n), one exact reference x0 = fs.reference_solve(D, x_T, 80,
+0), and every solver, fewstep or diffusers, starts from that x_T and is scored by its RMS distance to that
+reference. diffusers' schedulers are driven by the shared driver `anchors` on linear-beta tables spanning exactly
+[sigma_min, 80] (sigma_min in 0.002, 0.01, 0.03), in every timestep spacing that starts at x_T; fewstep gets the
+same grids (logsnr = Lu lambdas, karras, vp_discrete = diffusers' linspace/trailing spacing on the same table, plus
+uniform_t) and the same final-sigma choice, so its hand-made set is a superset of what diffusers can do.
+`bench_denoiser` scores trained models (FD of fs.zoo.load('digits-edm') samples; see solvers_digits.py).
 """
 
 from __future__ import annotations
@@ -18,101 +21,109 @@ from torch import Tensor
 from .. import analytic, plans, seed
 from ..reference import reference_solve
 from ..solvers.engine import sample
+from . import anchors
 
 NFES = [3, 4, 5, 6, 8, 10]
-GRIDS = ["logsnr", "karras", "uniform_t"]
-SIGMA_MINS = [0.002, 0.01, 0.03]
+SIGMA_MAX = 80.0
+SIGMA_MINS = anchors.SIGMA_MINS
+GRIDS: dict[str, dict[str, Any]] = {
+    "logsnr": {"grid": "logsnr"}, "karras": {"grid": "karras"}, "uniform_t": {"grid": "uniform_t"},
+    "vp_linspace": {"grid": "vp_discrete"}, "vp_trailing": {"grid": "vp_discrete", "spacing": "trailing"}}
 AFS_PLANS = ["dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh1", "unipc_bh2", "deis_3", "ipndm"]
+ORDERS = {"unipc_bh1": (2, 3), "unipc_bh2": (2, 3), "deis_3": (3, 2)}  # the orders diffusers offers; first = default
 
 
 def fewstep_variants() -> dict[str, tuple[str, dict[str, Any]]]:
-    """label -> (constructor, options): every constructor on every grid, plus AFS variants."""
+    """label -> (constructor, options): every constructor (and diffusers' other orders) on every grid and
+    sigma_min; on the vp grids also ending at sigma_min undenoised (diffusers' final_sigmas_type="sigma_min",
+    DEIS); AFS variants of the multistep plans. Label: name[:oK][+afs]/grid[+smin]/sigma_min."""
     out = {}
     for name in plans.names():
-        for g in GRIDS:
-            for smin in SIGMA_MINS:
-                out[f"{name}/{g}/{smin}"] = (name, {"grid": g, "sigma_min": smin})
-                if name in AFS_PLANS:
-                    out[f"{name}+afs/{g}/{smin}"] = (name, {"grid": g, "sigma_min": smin, "afs": "zero"})
+        for o in ORDERS.get(name, (None,)):
+            base, o_opts = (f"{name}:o{o}", {"order": o}) if o != ORDERS.get(name, (None,))[0] else (name, {})
+            for g, g_opts in GRIDS.items():
+                for smin in SIGMA_MINS:
+                    opts = {"sigma_min": smin, **g_opts, **o_opts}
+                    out[f"{base}/{g}/{smin}"] = (name, opts)
+                    if g.startswith("vp_"):
+                        out[f"{base}/{g}+smin/{smin}"] = (name, {**opts, "final_sigma": smin})
+                    if name in AFS_PLANS:
+                        out[f"{base}+afs/{g}/{smin}"] = (name, {**opts, "afs": "zero"})
     return out
 
 
-def diffusers_variants() -> dict[str, Callable[[], Any]]:
-    """label -> scheduler factory, in the settings people use for few steps."""
-    import diffusers as d
+def diffusers_errors(den: Any, x_T: Tensor, ref: Tensor, nfe: int) -> dict[str, float]:
+    """RMS error vs `ref` of every diffusers scheduler setting (anchors.variants x table sigma_min) at this NFE,
+    all started from x_T at den.sigma_max (the problem of `fewstep bench solvers` and `fewstep bench search`)."""
+    return anchors.errors(den, x_T, ref, nfe, float(den.sigma_max))
 
-    kw = {"prediction_type": "sample"}
-    out: dict[str, Callable[[], Any]] = {
-        "DDIM(trailing)": lambda: d.DDIMScheduler(**kw, clip_sample=False, timestep_spacing="trailing"),
-        "DEIS-3": lambda: d.DEISMultistepScheduler(**kw, solver_order=3),
-        "UniPC-bh1": lambda: d.UniPCMultistepScheduler(**kw, solver_type="bh1", final_sigmas_type="sigma_min"),
-        "UniPC-bh2": lambda: d.UniPCMultistepScheduler(**kw, solver_type="bh2"),
-    }
-    for order in (2, 3):
-        for tag, extra in (("", {}), ("+karras", {"use_karras_sigmas": True}), ("+lu", {"use_lu_lambdas": True})):
-            out[f"DPM++{order}M{tag}"] = (
-                lambda o=order, e=extra: d.DPMSolverMultistepScheduler(**kw, solver_order=o, **e))
+
+def problem(den: Any, n: int, seed_: int = 0, sigma_max: float = SIGMA_MAX) -> tuple[Tensor, Tensor]:
+    """(x_T, exact x0): x_T = sigma_max n with per-sample seeded n, float64; x0 by DOP853 (fs.reference_solve)."""
+    x_T = seed.randn(seed.seeds_for(n, seed_), den.shape, dtype=torch.float64) * sigma_max
+    return x_T, reference_solve(den, x_T, sigma_max, 0.0)
+
+
+def fewstep_errors(den: Any, x_T: Tensor, ref: Tensor, nfe: int, sigma_max: float = SIGMA_MAX,
+                   variants: dict[str, tuple[str, dict]] | None = None) -> dict[str, float]:
+    """RMS error vs `ref` of every fewstep variant at this NFE (nan where a constructor cannot spend `nfe`)."""
+    out = {}
+    for label, (name, opts) in (variants or fewstep_variants()).items():
+        try:
+            p = plans.get(name, nfe=nfe, sigma_max=sigma_max, **opts)
+        except ValueError:
+            out[label] = math.nan
+            continue
+        out[label] = anchors.rms(sample(den, x_T, p), ref)
     return out
 
 
-def run_diffusers(sched: Any, den: Any, noise: Tensor, n: int) -> tuple[Tensor, float]:
-    """Drive a VP diffusers scheduler with D as a 'sample' model; returns (x at the grid's end, in VE; sigma_0)."""
-    sched.set_timesteps(n)
-    if hasattr(sched, "alphas_cumprod") and type(sched).__name__ == "DDIMScheduler":
-        acp = sched.alphas_cumprod.double()
-        sig = [math.sqrt((1 - acp[t]) / acp[t]) for t in sched.timesteps.tolist()] + [0.0]
-    else:
-        sig = [float(v) for v in sched.sigmas]
-    x = noise.double() * sig[0] / math.sqrt(1 + sig[0] ** 2)
-    for k, t in enumerate(sched.timesteps):
-        a = 1 / math.sqrt(1 + sig[k] ** 2)
-        x = sched.step(den(x.float() / a, sig[k]).double(), t, x.float()).prev_sample.double()
-    return x * math.sqrt(1 + sig[-1] ** 2), sig[0]
+class Memo:
+    """A denoiser that remembers D(x, sigma) for bit-identical (x, sigma): plans sharing a prefix (the first
+    evaluation at x_T, the same grid and first steps) reuse it. Exact: a hit needs torch.equal inputs."""
 
+    def __init__(self, den: Any, size: int = 1024) -> None:
+        self.den, self.size, self.cache, self.hits = den, size, {}, 0
+        self.sigma_min, self.sigma_max, self.shape = den.sigma_min, den.sigma_max, den.shape
 
-def _rms(a: Tensor, b: Tensor) -> float:
-    v = (a.double() - b.double()).pow(2).mean().sqrt().item()
-    return v if math.isfinite(v) else float("nan")
+    def __call__(self, x: Tensor, sigma: Any, cond: Any = None) -> Tensor:
+        s = torch.as_tensor(sigma, dtype=torch.float64).flatten()
+        key = (float(s[0]), tuple(x.shape), x.dtype) if cond is None and bool((s == s[0]).all()) else None
+        for xc, Dc in self.cache.get(key, []) if key else []:
+            if torch.equal(xc, x):
+                self.hits += 1
+                return Dc
+        D = self.den(x, sigma, cond)
+        if key:
+            if sum(map(len, self.cache.values())) >= self.size:
+                self.cache.clear()
+            self.cache.setdefault(key, []).append((x.clone(), D))
+        return D
 
 
 def accuracy(den: Any, n: int, seed_: int = 0, nfes: list[int] = NFES, with_diffusers: bool = True) -> dict:
-    """RMS error vs the exact solution for every fewstep variant and diffusers scheduler at each NFE."""
-    noise = seed.randn(seed.seeds_for(n, seed_), den.shape, dtype=torch.float64)
-    refs: dict[float, Tensor] = {}
-
-    def ref(s0: float) -> Tensor:
-        key = round(s0, 6)
-        if key not in refs:
-            refs[key] = reference_solve(den, noise * s0, s0, 0.0)
-        return refs[key]
-
+    """{label: {nfe: RMS}} for every fewstep variant and (prefixed 'diffusers:') diffusers setting, one problem."""
+    x_T, ref = problem(den, n, seed_)
+    den = Memo(den)
     res: dict[str, dict[int, float]] = {}
-    for label, (name, opts) in fewstep_variants().items():
-        res[label] = {}
-        for k in nfes:
-            p = plans.get(name, nfe=k, sigma_max=80.0, **opts)
-            res[label][k] = _rms(sample(den, noise * 80.0, p), ref(80.0))
-    if with_diffusers:
-        for label, make in diffusers_variants().items():
-            res["diffusers:" + label] = {}
-            for k in nfes:
-                x, s0 = run_diffusers(make(), den, noise, k)
-                res["diffusers:" + label][k] = _rms(x, ref(s0))
+    for k in nfes:
+        errs = fewstep_errors(den, x_T, ref, k)
+        if with_diffusers:
+            errs.update({"diffusers:" + lab: v for lab, v in diffusers_errors(den, x_T, ref, k).items()})
+        for lab, v in errs.items():
+            res.setdefault(lab, {})[k] = v
     return res
 
 
 def overhead(batch: int = 4096, dim: int = 64, n: int = 10, repeats: int = 7) -> dict[str, dict[str, float]]:
     """Median solver time per step with no model at all (a fixed D is fed back): fewstep run() vs step()."""
-    import diffusers as d
-
     from ..solvers.engine import run
     from .common import median_time
 
     x_T = torch.randn(batch, dim) * 80.0
     D = torch.randn(batch, dim)
     out = {}
-    for ours, make in (("dpm_solver_pp_2m", lambda: d.DPMSolverMultistepScheduler(prediction_type="sample")),
-                       ("unipc_bh2", lambda: d.UniPCMultistepScheduler(prediction_type="sample"))):
+    for ours, cls in (("dpm_solver_pp_2m", "DPMSolverMultistepScheduler"), ("unipc_bh2", "UniPCMultistepScheduler")):
         plan = plans.get(ours, nfe=n)
 
         def ours_loop(plan=plan) -> None:
@@ -124,8 +135,8 @@ def overhead(batch: int = 4096, dim: int = 64, n: int = 10, repeats: int = 7) ->
             except StopIteration:
                 pass
 
-        def theirs_loop(make=make) -> None:
-            s = make()
+        def theirs_loop(cls=cls) -> None:
+            s = anchors.make(cls)
             s.set_timesteps(n)
             x = x_T / 80.0
             for t in s.timesteps:
@@ -138,54 +149,87 @@ def overhead(batch: int = 4096, dim: int = 64, n: int = 10, repeats: int = 7) ->
 
 def bench_denoiser(den: Any, score: Callable[[Tensor], float], shape: tuple[int, ...], n: int = 512,
                    nfes: list[int] = NFES, variants: dict[str, tuple[str, dict]] | None = None,
-                   seed_: int = 0) -> dict[str, dict[int, float]]:
-    """Score samples of any denoiser (e.g. FD of fs.zoo.load('digits-edm') samples) for each plan and NFE."""
-    noise = seed.randn(seed.seeds_for(n, seed_), shape)
+                   seed_: int = 0, diffusers: dict[str, float] | None = None,
+                   batch: int = 256) -> dict[str, dict[int, float]]:
+    """Score samples of any denoiser (e.g. FD of fs.zoo.load('digits-edm') samples) for each fewstep plan and,
+    on the very same per-sample seeded noise, each diffusers setting {anchors label: table sigma_min}."""
+    from ..sampling import generate, noise
+
+    hi, lo = float(den.sigma_max), float(den.sigma_min)
     out: dict[str, dict[int, float]] = {}
     for label, (name, opts) in (variants or fewstep_variants()).items():
-        out[label] = {k: float(score(sample(den, noise * den.sigma_max, plans.get(
-            name, nfe=k, sigma_min=den.sigma_min, sigma_max=den.sigma_max, **opts)))) for k in nfes}
+        out[label] = {}
+        for k in nfes:
+            x, _ = generate(den, plans.get(name, nfe=k, sigma_max=hi, **{"sigma_min": lo, **opts}), n, seed_,
+                            batch=batch, shape=shape)
+            out[label][k] = float(score(x))
+    x_T = noise(n, seed_, shape, hi)
+    for label, smin in (diffusers or {}).items():
+        out["diffusers:" + label] = {}
+        for k in nfes:
+            with torch.no_grad():
+                x = torch.cat([anchors.solve(label, den, x_T[i:i + batch], k, hi, smin, float64=False)
+                               for i in range(0, n, batch)])
+            out["diffusers:" + label][k] = float(score(x))
     return out
 
 
 def mixtures() -> dict[str, Any]:
-    return {"2d-8": analytic.toy_mixture(2, 8, sigma_max=160.0),
-            "64d-16": analytic.toy_mixture(64, 16, spread=1.0, std=0.3, sigma_max=160.0)}
+    return {"2d-8": analytic.toy_mixture(2, 8, sigma_max=SIGMA_MAX),
+            "64d-16": analytic.toy_mixture(64, 16, spread=1.0, std=0.3, sigma_max=SIGMA_MAX)}
 
 
-def _best(res: dict[str, dict[int, float]], k: int, diff: bool) -> tuple[float, str]:
-    vals = [(v[k], lab) for lab, v in res.items() if lab.startswith("diffusers:") == diff and v[k] == v[k]]
+def best(res: dict[str, dict[int, float]], k: int, diff: bool) -> tuple[float, str]:
+    """(value, label) of the best fewstep (diff=False) or diffusers (True) entry at NFE k; nan entries ignored."""
+    vals = [(v[k], lab) for lab, v in res.items() if lab.startswith("diffusers:") == diff and v.get(k) == v.get(k)]
     return min(vals) if vals else (float("nan"), "-")
 
 
-def main(n_2d: int = 256, n_64d: int = 128, seed_: int = 0, plot: bool = True) -> dict[str, Any]:
+def versus_table(title: str, res: dict[str, dict[int, float]], nfes: list[int], metric: str) -> dict[str, Any]:
+    """Per NFE: best fewstep plan vs best diffusers setting, and their ratio (<= 1: fewstep at least as good)."""
+    rows = []
+    for k in nfes:
+        (ef, lf), (ed, ld) = best(res, k, False), best(res, k, True)
+        rows.append([k, lf, ef, ld.removeprefix("diffusers:"), ed, ef / ed])
+    return {"title": title, "columns": ["NFE", "best fewstep plan", metric, "best diffusers", metric,
+                                        "fewstep/diffusers"], "rows": rows}
+
+
+def main(n_2d: int = 256, n_64d: int = 64, seed_: int = 0, plot: bool = True, digits: bool = True,
+         quick: bool = False) -> dict[str, Any]:
     """Run the whole benchmark, write bench-results/solvers.json (+ .png), return the payload."""
     from .common import RESULTS_DIR, write_result
 
+    if quick:
+        n_2d, n_64d = min(n_2d, 64), min(n_64d, 32)
     acc = {name: accuracy(den, n_2d if name.startswith("2d") else n_64d, seed_) for name, den in mixtures().items()}
-    ovh = overhead()
+    ovh = overhead(repeats=3 if quick else 7)
     tables, summary = [], []
     for name, res in acc.items():
-        rows = []
-        for k in NFES:
-            (ef, lf), (ed, ld) = _best(res, k, False), _best(res, k, True)
-            rows.append([k, lf, ef, ld.removeprefix("diffusers:"), ed, ed / ef])
-        tables.append({"title": f"{name} mixture: best RMS error vs exact ODE solution",
-                       "columns": ["NFE", "best fewstep plan", "RMS", "best diffusers", "RMS", "diffusers/fewstep"],
-                       "rows": rows})
-        wins = sum(r[2] <= r[4] for r in rows)
-        summary.append(f"{name}: the best fewstep plan is at least as accurate as the best diffusers scheduler "
-                       f"at {wins}/{len(rows)} NFEs")
+        t = versus_table(f"{name} mixture: RMS error vs the exact ODE solution, same x_T (sigma 80) for all",
+                         res, NFES, "RMS")
+        tables.append(t)
+        wins = sum(r[2] <= r[4] for r in t["rows"])
+        summary.append(f"{name}: the best fewstep hand-made plan is at least as accurate as the best diffusers "
+                       f"scheduler at {wins}/{len(t['rows'])} NFEs (fewstep/diffusers "
+                       f"{min(r[5] for r in t['rows']):.2f}-{max(r[5] for r in t['rows']):.2f})")
     tables.append({"title": "solver overhead per step, batch 4096 x 64 float32, no model (median)",
                    "columns": ["solver", "fewstep ms", "diffusers step() ms", "ratio"],
                    "rows": [[k, v["fewstep_step_ms"], v["diffusers_step_ms"], v["ratio"]] for k, v in ovh.items()]})
-    ratios = ", ".join(f"{k} {v['ratio']:.2f}" for k, v in ovh.items())
-    summary.append(f"solver overhead per step, fewstep / diffusers: {ratios}")
+    summary.append("solver overhead per step, fewstep / diffusers: "
+                   + ", ".join(f"{k} {v['ratio']:.2f}" for k, v in ovh.items()))
     payload: dict[str, Any] = {"title": "Solvers (USF plans vs diffusers schedulers)", "summary": summary,
-                               "tables": tables, "nfes": NFES, "accuracy": acc, "overhead": ovh}
+                               "tables": tables, "nfes": NFES, "accuracy": acc, "overhead": ovh,
+                               "setup": __doc__, "quick": quick}
+    if digits:
+        from .solvers_digits import digits_section
+
+        payload.update(digits_section(quick, seed_))
+        tables += payload["digits_tables"]
+        summary += payload["digits_summary"]
     if plot:
         png = RESULTS_DIR / "solvers.png"
-        _plot(acc, png)
+        _plot({**acc, **({"digits FD": payload["digits"]} if "digits" in payload else {})}, png)
         payload["plots"] = [str(png)]
     write_result("solvers", payload)
     return payload
@@ -197,14 +241,17 @@ def _plot(acc: dict[str, dict[str, dict[int, float]]], path: Any) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(acc), figsize=(6 * len(acc), 4.5))
-    for ax, (name, res) in zip(axes, acc.items(), strict=True):
+    fig, axes = plt.subplots(1, len(acc), figsize=(5.5 * len(acc), 4.5), squeeze=False)
+    for ax, (name, res) in zip(axes[0], acc.items(), strict=True):
+        ks = sorted({k for v in res.values() for k in v})
         for diff, style in ((False, "-o"), (True, "--s")):
-            ax.plot(NFES, [_best(res, k, diff)[0] for k in NFES], style,
-                    label="best diffusers scheduler" if diff else "best fewstep plan")
-        for fam in ("dpm_solver_pp_3m/logsnr/0.002", "unipc_bh2/logsnr/0.002", "ddim/logsnr/0.002"):
-            ax.plot(NFES, [res[fam][k] for k in NFES], ":", alpha=0.6, label=fam)
-        ax.set(xscale="log", yscale="log", xlabel="NFE", ylabel="RMS error vs exact", title=name)
+            ax.plot(ks, [best(res, k, diff)[0] for k in ks], style,
+                    label="best diffusers setting" if diff else "best fewstep plan")
+        for fam in ("dpm_solver_pp_3m/logsnr/0.002", "unipc_bh2/logsnr/0.002", "diffusers:DPM++2M+karras/0.002"):
+            if fam in res:
+                ax.plot(ks, [res[fam][k] for k in ks], ":", alpha=0.6, label=fam)
+        ax.set(xscale="log", yscale="log", xlabel="NFE", ylabel="FD-digits" if "FD" in name else "RMS vs exact",
+               title=name)
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""`fewstep bench solvers`: USF plans vs diffusers schedulers on analytic mixtures, plus solver overhead."""
+"""`fewstep bench solvers`: USF plans vs diffusers schedulers on one problem per model (mixtures, digits teacher)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ import click
 
 @click.command()
 @click.option("--n-2d", default=256, show_default=True, help="samples for the 2-D mixture")
-@click.option("--n-64d", default=128, show_default=True, help="samples for the 64-D mixture")
+@click.option("--n-64d", default=64, show_default=True, help="samples for the 64-D mixture")
 @click.option("--seed", default=0, show_default=True, type=int, help="base random seed")
+@click.option("--digits/--no-digits", default=True, show_default=True,
+              help="also FD-digits and images/s on the shipped digits-edm teacher (skipped if not shipped)")
+@click.option("--quick", is_flag=True, help="fewer samples, NFEs and plans: a smoke run of a few minutes")
+@click.option("--threads", default=None, type=int, help="torch threads (1 when other jobs share the CPU)")
 @click.option("--no-plot", is_flag=True, help="skip bench-results/solvers.png")
-def solvers(n_2d: int, n_64d: int, seed: int, no_plot: bool) -> None:
-    """Error vs exact ODE solution at NFE 3-10 and per-step overhead; writes bench-results/solvers.json."""
+def solvers(n_2d: int, n_64d: int, seed: int, digits: bool, quick: bool, threads: int | None, no_plot: bool) -> None:
+    """Error vs the exact ODE solution (mixtures) and FD-digits (teacher) at NFE 3-10, fewstep vs diffusers from
+    the same x_T, per-step overhead and throughput; writes bench-results/solvers.json and BENCHMARKS.md."""
+    import torch
+
     from ..bench.solvers import main
 
-    payload = main(n_2d, n_64d, seed, plot=not no_plot)
+    if threads:
+        torch.set_num_threads(threads)
+    payload = main(n_2d, n_64d, seed, plot=not no_plot, digits=digits, quick=quick)
     for line in payload["summary"]:
         click.echo(line)

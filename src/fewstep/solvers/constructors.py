@@ -27,9 +27,11 @@ def _grid(n: int, sigma_min: float, sigma_max: float, grid: str, sigmas: Any = N
     if sigmas is not None:
         return _explicit(sigmas)
     s = grids.get(grid, n, sigma_min, sigma_max, **grid_kw)
-    if final_sigma:
-        if not 0 < final_sigma < sigma_min:
-            raise ValueError(f"final_sigma must be 0 or in (0, sigma_min={sigma_min}), got {final_sigma}")
+    if final_sigma:  # below the last positive grid value: sigma_min, or sigma(t_{n-1}) on a vp_discrete grid
+        last = float(s[-2]) if len(s) > 2 else sigma_max
+        if not 0 < final_sigma < last:
+            raise ValueError(f"final_sigma must be 0 or in (0, {last:.6g}) (the grid's last positive sigma; "
+                             f"sigma_min={sigma_min} on most grids), got {final_sigma}")
         s[-1] = final_sigma
     return s
 

@@ -1,0 +1,75 @@
+"""`fewstep bench solvers` plumbing: one problem for everyone, the shared diffusers driver, the exact memo."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import fewstep as fs
+from fewstep.bench import anchors
+from fewstep.bench import solvers as S
+
+pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="module")
+def problem():
+    den = fs.analytic.toy_mixture(dim=2, k=4, std=0.3)
+    x_T, ref = S.problem(den, 8)
+    return den, x_T, ref
+
+
+def test_problem_is_the_exact_solution_from_sigma_80(problem):
+    den, x_T, ref = problem
+    assert x_T.dtype == torch.float64 and x_T.std() > 20  # x_T = 80 n
+    fine = fs.sample(den, x_T, fs.plans.get("dpm_solver_pp_3m", nfe=200, sigma_max=80.0))
+    assert (fine - ref).abs().max() < 1e-4  # the reference is what a converged solver reaches
+
+
+def test_diffusers_errors_every_setting_from_the_same_x_T(problem):
+    den, x_T, ref = problem
+    errs = S.diffusers_errors(den, x_T, ref, 4)
+    assert len(errs) == len(anchors.variants()) * len(anchors.SIGMA_MINS)
+    assert all(math.isfinite(v) and v > 0 for v in errs.values())
+    # the search benchmark finds the driver through this function
+    from fewstep.bench import search as B
+
+    held = type("Held", (), {"x_T": x_T, "ref": ref})()
+    label, value = B._diffusers(den, held, 4)
+    assert value == min(errs.values()) and label in errs
+
+
+def test_fewstep_superset_of_diffusers_grids(problem):
+    """fewstep's best is at most diffusers' best: every diffusers grid/solver exists as a fewstep variant."""
+    den, x_T, ref = problem
+    ours = S.fewstep_errors(S.Memo(den), x_T, ref, 3)
+    theirs = S.diffusers_errors(den, x_T, ref, 3)
+    assert min(v for v in ours.values() if v == v) <= min(theirs.values()) * (1 + 1e-5)
+
+
+def test_memo_is_exact_and_hits(problem):
+    den, x_T, ref = problem
+    memo = S.Memo(den)
+    for name in ("dpm_solver_pp_2m", "unipc_bh2"):
+        plan = fs.plans.get(name, nfe=4)
+        assert torch.equal(fs.sample(memo, x_T, plan), fs.sample(den, x_T, plan))
+    assert memo.hits >= 2  # at least the first evaluation at x_T was shared
+
+
+def test_bench_denoiser_scores_fewstep_and_diffusers_on_the_same_noise(problem):
+    den = problem[0]
+    variants = {lab: S.fewstep_variants()[lab] for lab in ("dpm_solver_pp_3m/logsnr/0.002",)}
+    res = S.bench_denoiser(den, lambda x: float(x.norm()), (2,), n=6, nfes=[4], variants=variants,
+                           diffusers={"DPM++3M+lu": 0.002})
+    # DPM++3M with Lu lambdas on the table spanning [0.002, 80] is fewstep's 3M on the logsnr grid
+    assert res["diffusers:DPM++3M+lu"][4] == pytest.approx(res["dpm_solver_pp_3m/logsnr/0.002"][4], rel=1e-5)
+
+
+def test_cli_has_digits_and_quick():
+    from fewstep.cli.bench_solvers import solvers
+
+    out = CliRunner().invoke(solvers, ["--help"]).output
+    assert "--digits / --no-digits" in out and "--quick" in out
