@@ -19,6 +19,9 @@ def test_train_writes_a_loadable_model_with_its_command(tmp_path):
     cfg = read_config(out)
     cmd = shlex.split(cfg["train"]["command"])
     assert cmd[:2] == ["fewstep", "train"] and cmd[cmd.index("--steps") + 1] == "2" and "--resume" not in cmd
+    # the recorded command parses back to the same options (it is what `fewstep zoo rebuild` reruns)
+    ctx = cli.get_command(None, "train").make_context("train", cmd[2:])
+    assert ctx.params["data_name"] == "digits" and ctx.params["channels"] == 8 and ctx.params["cond"] is True
     assert cfg["net"]["kwargs"]["num_classes"] == 10 and cfg["shape"] == [1, 8, 8]
     assert load_model(out).shape == (1, 8, 8)
     r = CliRunner().invoke(cli, [*TINY, "--steps", "4", "--out", out, "--resume"])

@@ -32,17 +32,18 @@ def _init_distributed(device: str) -> str:
     return device
 
 
-def _command(params: dict[str, Any]) -> str:
-    """The canonical `fewstep train ...` command that reproduces this run."""
+def _command(ctx: click.Context) -> str:
+    """The canonical `fewstep train ...` command (every option spelled out) that reproduces this run."""
     args = ["fewstep", "train"]
-    for name, value in params.items():
-        if name in _NOT_RECORDED or value is None:
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in _NOT_RECORDED or value is None or not isinstance(param, click.Option):
             continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            args.append(flag if value else "--no-" + name.replace("_", "-"))
+        if param.is_flag:
+            flags = param.opts if value else param.secondary_opts
+            args += flags[:1]
         else:
-            args += [flag, str(value)]
+            args += [param.opts[0], str(value)]
     return shlex.join(args)
 
 
@@ -122,7 +123,7 @@ def train(ctx: click.Context, **o: Any) -> None:
                       warmup=o["warmup"], ema_decay=o["ema_decay"], grad_clip=o["grad_clip"], loss=o["loss"],
                       label_dropout=o["label_dropout"] if mc["net"]["kwargs"].get("num_classes") else 0.0,
                       ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"])
-    command = _command(ctx.params)
+    command = _command(ctx)
     rank, world = dist_info()
     if rank == 0:
         click.echo(json.dumps({"command": command, "model": mc, "train": cfg.__dict__, "device": device,
