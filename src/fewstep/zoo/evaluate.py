@@ -24,12 +24,11 @@ from . import FILES, load
 def draw(den: nn.Module, n: int, nfe: int = 35, seed: int = 0, cond: Tensor | None = None, solver: str = "heun"
          ) -> Tensor:
     """n samples from per-sample seeds with the `solver` plan at `nfe` evaluations, clamped to [-1, 1]."""
-    import fewstep as fs
+    from ..sampling import generate
+    from ..solvers import constructors
 
-    plan = fs.plans.get(solver, nfe=nfe, sigma_min=den.sigma_min, sigma_max=den.sigma_max)
-    x_T = fs.seed.randn(fs.seed.seeds_for(n, seed), den.shape) * plan.sigmas[0].item()
-    with torch.no_grad():
-        return fs.sample(den, x_T, plan, cond=cond).clamp(-1, 1)
+    plan = constructors.get(solver, nfe=nfe, sigma_min=den.sigma_min, sigma_max=den.sigma_max)
+    return generate(den, plan, n, seed, cond=cond)[0].clamp(-1, 1)
 
 
 def evaluate(name_or_path: str, n: int = 1000, nfe: int = 35, seed: int = 0) -> dict[str, Any]:
@@ -48,25 +47,6 @@ def evaluate(name_or_path: str, n: int = 1000, nfe: int = 35, seed: int = 0) -> 
         out["cond"] = metrics.evaluate(draw(den, n, nfe, seed + 1, cond=labels), dataset, labels=labels)
     out["eval_wall_s"] = round(time.perf_counter() - t0, 1)
     return out
-
-
-def save_grid(x: Tensor, path: str | Path, nrow: int = 10) -> None:
-    """Save images [n, C, H, W] in [-1, 1] as a PNG grid (matplotlib)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = x.shape[0]
-    rows = (n + nrow - 1) // nrow
-    fig, axes = plt.subplots(rows, nrow, figsize=(nrow * 0.6, rows * 0.6))
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            img = (x[i].permute(1, 2, 0).squeeze(-1).cpu().numpy() + 1) / 2
-            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
 
 
 def write_manifest(name: str, result: dict[str, Any], eval_command: str) -> Path:
@@ -95,7 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     res = evaluate(a.model, a.n, a.nfe, a.seed)
     print(json.dumps(res, indent=2, default=float))
     if a.png:
-        save_grid(draw(load(a.model), 100, a.nfe, a.seed), a.png)
+        from ..sampling import save_grid
+
+        save_grid(draw(load(a.model), 100, a.nfe, a.seed), a.png, nrow=10)
     if a.write_manifest:
         cmd = f"python -m fewstep.zoo.evaluate {a.model} --n {a.n} --nfe {a.nfe} --seed {a.seed} --write-manifest"
         print("wrote", write_manifest(a.model, res, cmd))
