@@ -89,29 +89,36 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     dropout = opts.get("dropout")
     ds = fsdata.get(DATASET, split="train")
     args = {"teacher": teacher, "mode": mode, **{k: v for k, v in opts.items() if v is not None},
-            "horizon": horizon, "steps": steps, "out": str(out)}
-    command = shlex.join(["fewstep", "distill", "consistency"] + [
-        a for k, v in args.items() if v is not None for a in ("--" + k.replace("_", "-"), str(v))])
+            "horizon": horizon, "out": str(out)}
+
+    def command(k: int) -> str:  # the one-shot command equal to the first k steps (exact resume)
+        return shlex.join(["fewstep", "distill", "consistency"] + [
+            a for key, v in {**args, "steps": k}.items() if v is not None
+            for a in ("--" + key.replace("_", "-"), str(v))])
+
     curve: list[dict[str, Any]] = []
     if extend:
         curve = json.loads(out.with_suffix(".json").read_text())["curve"]
     ends = sorted({max(1, round(steps * (i + 1) / segments)) for i in range(segments)})
+    manifest: dict[str, Any] = {}
     for k in ends:
         if curve and k <= curve[-1]["step"]:
             continue
         tc = TrainConfig(steps=k, label_dropout=0.1, progress=False, **tk)
-        res = distill(cc, tc, ds, teacher=teacher, out=out, ckpt=ckpt, resume=bool(curve), command=command,
+        res = distill(cc, tc, ds, teacher=teacher, out=out, ckpt=ckpt, resume=bool(curve), command=command(k),
                       dropout=dropout)
         cm = load_model(out)
         T = float(cm.sigma_max)
         curve.append({"step": k, "wall_s": round(res.wall_s, 1), "fd_1step": cm_fd(cm, [T], n_eval, 1),
                       "fd_2step": cm_fd(cm, [T, 0.5], n_eval, 1), "loss": res.losses[-1]})
         print(json.dumps(curve[-1]), flush=True)
-    manifest = {"name": out.stem, "command": command, "seed": tk.get("seed", 0), "commit": git_commit(),
-                "wall_s": curve[-1]["wall_s"], "threads": torch.get_num_threads(),
-                "metrics": {"fd_1step_n500": curve[-1]["fd_1step"], "fd_2step_sigma0.5_n500": curve[-1]["fd_2step"]},
-                "curve": curve, "note": "trained in resumed segments (exact resume) to record the curve"}
-    atomic_write_text(out.with_suffix(".json"), json.dumps(manifest, indent=1))
+        manifest = {"name": out.stem, "command": command(k), "seed": tk.get("seed", 0), "commit": git_commit(),
+                    "wall_s": curve[-1]["wall_s"], "threads": torch.get_num_threads(),
+                    "metrics": {"fd_1step_n500": curve[-1]["fd_1step"],
+                                "fd_2step_sigma0.5_n500": curve[-1]["fd_2step"]},
+                    "curve": curve, "note": "trained in resumed segments (exact resume) to record the curve; the "
+                                            "manifest is rewritten after every segment"}
+        atomic_write_text(out.with_suffix(".json"), json.dumps(manifest, indent=1))
     return manifest
 
 
