@@ -13,15 +13,18 @@ from .options import common
 @click.option("--out", default="demo-report", show_default=True, help="folder for index.html, index.md, images")
 @click.option("--quick", is_flag=True, help="a few samples and NFEs only (for tests and a first look)")
 @click.option("--n", type=click.IntRange(min=8), default=None, help="samples per method and NFE (default 500)")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch CPU threads; 1 is fastest for these tiny models on a shared 2-core machine")
 @click.option("--json", "as_json", is_flag=True, help="print the measured rows as JSON")
 @common
-def demo(out: str, quick: bool, n: int | None, as_json: bool, device: str, seed: int) -> None:
+def demo(out: str, quick: bool, n: int | None, threads: int, as_json: bool, device: str, seed: int) -> None:
     """Run the demo on the shipped models (no training) and write a report."""
     import torch
 
     from ..demo import DemoConfig, run
 
     torch.set_grad_enabled(False)
+    torch.set_num_threads(threads)
     cfg = DemoConfig.quick(out) if quick else DemoConfig(out=out)
     cfg.device, cfg.seed = device, seed
     if n is not None:
