@@ -106,11 +106,15 @@ def predictor_quality(den: Any, shape: tuple, nfe: int, budget: int, n_search: i
     state_holder: dict[str, Any] = {}
     search(den, nfe, shape, float(den.sigma_min), float(den.sigma_max), n_samples=n_search, budget=budget,
            seed=0, on_stage=lambda st: state_holder.update(st=st))
-    st = state_holder["st"]
-    ev = st["evaluated"]
-    space = Space(nfe, float(den.sigma_min), float(den.sigma_max))
+    return state_tau(state_holder["st"], Space(nfe, float(den.sigma_min), float(den.sigma_max)))
+
+
+def state_tau(st: dict[str, Any], space: Space) -> dict[str, float]:
+    """Predictor ranking quality on a finished search state: fit on the first half of its evaluations and rank
+    the second half, the same on a random split, and the mean tau on the random exploration picks of each stage."""
     from ..solvers.plan import Plan
 
+    ev = st["evaluated"]
     feats = [space.features(Plan.from_json(r["plan"])) for r in ev]
     half = len(ev) // 2
     model, _ = P.fit(feats[:half], [r["score"] for r in ev[:half]], seed=0)
@@ -130,29 +134,140 @@ def generalisation(rows: list[dict[str, Any]]) -> list[list[Any]]:
     return [[r["nfe"], r["search_score"] / r["search_best_baseline"], r["ratio"]] for r in rows]
 
 
-def digits_rows(nfes: list[int], budget: int, n_search: int, n_held: int, metric: str) -> tuple[list, dict]:
-    """The digits teacher: FD-digits (n_held samples, held-out noise) of searched vs hand-made plans, per NFE."""
+DIGITS = "digits-edm"
+FAMILIES = ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh2", "heun", "ipndm")
+
+
+def _fd_rms(held: Scorer, plan: Any) -> tuple[float, float]:
+    """FD-digits and RMS-to-reference of one plan's samples from the held-out noise (one sampling pass)."""
+    try:
+        x = held.run(plan)
+    except (FloatingPointError, RuntimeError, torch.linalg.LinAlgError):
+        return math.inf, math.inf
+    return held.score(x, "fd"), held.score(x, "rms")
+
+
+def _best(scores: dict[str, float]) -> str:
+    return min(scores, key=lambda k: _finite(scores[k]))
+
+
+def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: int = 128,
+                metric: str = "fd") -> tuple[Any, dict[str, Any]]:
+    """The searched digits-edm plan at this NFE and its search metadata: the shipped file (zoo/files/plans), or,
+    with research=True, a fresh search (seed 0) whose cost is measured here."""
+    from .. import zoo
+    from ..sampling import searched_plan_path
+    from ..search.api import read_plan_file
+
+    if not research:
+        return read_plan_file(searched_plan_path(DIGITS, nfe))
+    den = zoo.load(DIGITS)
+    t0 = time.perf_counter()
+    plan = search(den, nfe, tuple(den.shape), float(den.sigma_min), float(den.sigma_max), n_samples=n_search,
+                  budget=budget, seed=0, metric=metric, dataset="digits", model_id=DIGITS)
+    return plan, {**plan.extra, "wall_s": time.perf_counter() - t0, "command": "(bench --research)"}
+
+
+def save_grids(held: Scorer, rows: list[dict[str, Any]], nfes: list[int], n: int = 32) -> list[str]:
+    """PNG per NFE (bench-results/search-digits-nfe<N>.png): the first n held-out noises through the searched plan
+    (top), the best hand-made plan (middle) and the teacher's 200-step ODE (bottom), white rows between."""
+    from ..sampling import save_grid
+    from ..solvers.plan import Plan
+    from .common import RESULTS_DIR
+
+    out = []
+    n = min(n, held.x_T.shape[0])
+    sub = Scorer(held.den, held.shape, n, HELD_SEED, held.sigma_max, "rms", ref=held.ref[:n])
+    gap = torch.ones(8, *held.shape)
+    for r in rows:
+        if r["nfe"] not in nfes:
+            continue
+        hand = next(p for p in Space(r["nfe"], float(held.den.sigma_min), held.sigma_max).baselines()
+                    if p.name == r["best_baseline"])
+        x = torch.cat([sub.run(Plan.from_json(r["plan"])), gap, sub.run(hand), gap, sub.ref])
+        out.append(str(save_grid(x, RESULTS_DIR / f"search-digits-nfe{r['nfe']}.png", nrow=8)))
+    return out
+
+
+def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int = 8, research: bool = False,
+                budget: int = 120, n_search: int = 128, metric: str = "fd",
+                grids: tuple[int, ...] = ()) -> tuple[list, dict]:
+    """FD-digits (n_held samples, held-out noise, cond=None) of the searched plan vs the hand-made plans per NFE.
+
+    Every hand-made plan is scored on the first `screen` held-out noises; the `keep` best of them are scored on
+    all n_held (screen=0: every plan on all n_held). RMS vs the teacher's 200-step ODE solution rides along."""
     from .. import zoo
     from ..metrics import frechet
 
-    den = zoo.load("digits-edm")
-    shape = tuple(den.shape)
-    rows = table_run(den, shape, nfes, budget, n_search, n_held, "fd", "digits") if metric == "fd" else None
-    if rows is None:  # search on RMS vs the teacher's own ODE solution, report FD on held-out noise
-        held_fd = _held(den, shape, n_held, float(den.sigma_max), "fd", "digits")
-        rows = table_run(den, shape, nfes, budget, n_search, min(n_held, 256), "rms")
-        for r in rows:
-            from ..solvers.plan import Plan
-
-            r["rms_searched"], r["rms_best_baseline"] = r["searched"], r["best_baseline_score"]
-            base = _baselines(held_fd, r["nfe"], float(den.sigma_min), float(den.sigma_max))
-            best = min(base, key=lambda k: base[k] if math.isfinite(base[k]) else math.inf)
-            r["searched"] = held_fd(Plan.from_json(r["plan"]))
-            r.update(best_baseline=best, best_baseline_score=base[best], baselines=base,
-                     ratio=r["searched"] / base[best])
-            for name in ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh2", "heun", "ipndm"):
-                r[name] = min((v for k, v in base.items() if k.split("/")[0] == name), default=math.nan)
-    extra = {"noise_floor": frechet.noise_floor("digits", n_held),
-             "teacher_reference_fd": frechet.fd(_held(den, shape, n_held, float(den.sigma_max), "rms", None).ref,
-                                                "digits")}
+    den = zoo.load(DIGITS)
+    shape, lo, hi = tuple(den.shape), float(den.sigma_min), float(den.sigma_max)
+    held = Scorer(den, shape, n_held, HELD_SEED, hi, "fd", dataset="digits")
+    pre = Scorer(den, shape, screen, HELD_SEED, hi, "fd", dataset="digits") if 0 < screen < n_held else None
+    rows = []
+    for nfe in nfes:
+        plan, meta = digits_plan(nfe, research, budget, n_search, metric)
+        t0 = time.perf_counter()
+        base_plans = Space(nfe, lo, hi).baselines()
+        screened = {p.name: pre(p) for p in base_plans} if pre is not None else {}
+        chosen = sorted(screened, key=lambda k: _finite(screened[k]))[:keep]
+        base, base_rms = {}, {}
+        for p in base_plans:
+            if pre is None or p.name in chosen:
+                base[p.name], base_rms[p.name] = _fd_rms(held, p)
+        fd, r = _fd_rms(held, plan)
+        best, best_rms = _best(base), _best(base_rms)
+        row = {"nfe": nfe, "searched": fd, "best_baseline": best, "best_baseline_score": base[best],
+               "ratio": fd / base[best], "searched_rms": r, "best_rms_baseline": best_rms,
+               "best_rms_baseline_score": base_rms[best_rms], "search_metric": meta.get("metric"),
+               "search_n_samples": meta.get("n_samples"), "search_budget": meta.get("budget"),
+               "search_score": meta.get("score", math.nan), "search_best_baseline_name": meta.get("best_baseline"),
+               "search_best_baseline": meta.get("best_baseline_score", math.nan),
+               "search_val_score": meta.get("val_score", math.nan), "search_s": meta.get("wall_s", math.nan),
+               "evaluations": meta.get("evaluations"), "command": meta.get("command"), "baselines": base,
+               "baselines_rms": base_rms, "screened": screened, "eval_s": time.perf_counter() - t0,
+               "plan": plan.to_json(indent=None)}
+        for name in FAMILIES:
+            row[name] = min((v for k, v in base.items() if k.split("/")[0] == name), default=math.nan)
+        rows.append(row)
+    extra = {"noise_floor": frechet.noise_floor("digits", n_held), "n_held": n_held, "screen": screen, "keep": keep,
+             "teacher_reference_fd": frechet.fd(held.ref, "digits"), "plots": save_grids(held, rows, list(grids))}
     return rows, extra
+
+
+def digits_curve(nfe: int, checkpoints: list[int], n_search: int, n_held: int = 500,
+                 metric: str = "fd") -> dict[str, Any]:
+    """Result vs search budget on the digits teacher at one NFE, predictor-guided vs plain evolution (seed 0):
+    the best plan after k evaluations (anytime, by search-set score) of one search of max(checkpoints), scored
+    on held-out FD; plus the evaluations plain evolution needs to reach the guided search's best search score,
+    and the guided search's predictor ranking quality (state_tau)."""
+    from .. import zoo
+    from ..solvers.plan import Plan
+
+    den = zoo.load(DIGITS)
+    shape, lo, hi = tuple(den.shape), float(den.sigma_min), float(den.sigma_max)
+    held = Scorer(den, shape, n_held, HELD_SEED, hi, "fd", dataset="digits")
+    out: dict[str, Any] = {"nfe": nfe, "n_search": n_search, "metric": metric, "rows": []}
+    curves, holder = {}, {}
+    for guided in (True, False):
+        t0 = time.perf_counter()
+        search(den, nfe, shape, lo, hi, n_samples=n_search, budget=max(checkpoints), seed=0, metric=metric,
+               dataset="digits", config=evolve.Config(budget=max(checkpoints), predictor=guided, final=0),
+               on_stage=lambda st: holder.update(st=st))
+        ev = holder["st"]["evaluated"]
+        curves[guided] = [min(_finite(r["score"]) for r in ev[:k + 1]) for k in range(len(ev))]
+        for k in checkpoints:
+            r = min(ev[:k], key=lambda e: _finite(e["score"]))
+            out["rows"].append({"budget": k, "predictor": guided, "search_set": r["score"],
+                                "held_out": _fd_rms(held, Plan.from_json(r["plan"]))[0]})
+        out["wall_s_" + ("guided" if guided else "plain")] = time.perf_counter() - t0
+        if guided:
+            out["tau"] = state_tau(holder["st"], Space(nfe, lo, hi))
+            out["stage_tau"] = [s["tau"] for s in holder["st"]["stages"]]
+    target = curves[True][-1]
+    need = next((k + 1 for k, v in enumerate(curves[False]) if v <= target), None)
+    out.update(best_so_far_guided=curves[True], best_so_far_plain=curves[False], plain_evals_to_match=need)
+    return out
+
+
+def _finite(s: float) -> float:
+    return s if math.isfinite(s) else math.inf

@@ -32,35 +32,66 @@ def _table(title: str, rows: list[dict], metric: str) -> dict:
 @click.option("--nfe", "nfes", default="3,4,5,6,7,8,9,10", show_default=True, help="comma-separated NFEs")
 @click.option("--budget", default=300, show_default=True, help="plan evaluations per search (mixture)")
 @click.option("--n-search", default=512, show_default=True, help="noises each mixture search scores on")
-@click.option("--digits-budget", default=120, show_default=True, help="plan evaluations per digits search")
-@click.option("--digits-n-search", default=32, show_default=True, help="noises each digits search scores on")
-@click.option("--n-held", default=512, show_default=True, help="held-out noises (mixtures; digits FD uses 1000)")
-@click.option("--curve", "curve", default="60,120,240", show_default=True, help="budgets of the cost curve")
-@click.option("--seeds", default=2, show_default=True, help="seeds per point of the budget curve")
+@click.option("--n-held", default=512, show_default=True, help="held-out noises of the mixture")
+@click.option("--curve", "curve", default="60,120,240", show_default=True, help="budgets of the mixture cost curve")
+@click.option("--seeds", default=2, show_default=True, help="seeds per point of the mixture budget curve")
+@click.option("--mixture/--no-mixture", default=True, help="include the analytic mixture part")
 @click.option("--digits/--no-digits", default=True, help="include the digits teacher (needs zoo digits-edm)")
-@click.option("--digits-metric", type=click.Choice(["rms", "fd"]), default="rms", show_default=True)
+@click.option("--research", is_flag=True,
+              help="digits: search again here (seed 0, --digits-budget/--digits-n-search/--digits-metric) instead "
+                   "of scoring the shipped plans zoo/files/plans/digits-edm-nfe<N>.json")
+@click.option("--digits-budget", default=120, show_default=True, help="plan evaluations per digits --research search")
+@click.option("--digits-n-search", default=128, show_default=True, help="noises of each digits --research search")
+@click.option("--digits-metric", type=click.Choice(["rms", "fd"]), default="fd", show_default=True,
+              help="metric of the digits --research searches and of the digits budget curve")
+@click.option("--digits-n-held", default=500, show_default=True, help="held-out samples of digits FD")
+@click.option("--screen", default=100, show_default=True,
+              help="digits: score every hand-made plan on the first SCREEN held-out noises first (0: all on n-held)")
+@click.option("--keep", default=8, show_default=True, help="digits: hand-made plans per NFE kept for the full FD")
+@click.option("--digits-curve", default="64,80,96,120", show_default=True,
+              help="digits budget curve: evaluation counts (anytime best of one search of the largest)")
+@click.option("--digits-curve-nfe", default=5, show_default=True, help="NFE of the digits budget curve")
+@click.option("--digits-curve-n", default=64, show_default=True, help="search noises of the digits budget curve")
 @click.option("--threads", default=1, show_default=True, help="torch threads (1 on the shared machine)")
-def search(nfes: str, budget: int, n_search: int, digits_budget: int, digits_n_search: int, n_held: int, curve: str,
-           seeds: int, digits: bool, digits_metric: str, threads: int) -> None:
+def search(nfes: str, budget: int, n_search: int, n_held: int, curve: str, seeds: int, mixture: bool, digits: bool,
+           research: bool, digits_budget: int, digits_n_search: int, digits_metric: str, digits_n_held: int,
+           screen: int, keep: int, digits_curve: str, digits_curve_nfe: int, digits_curve_n: int,
+           threads: int) -> None:
     """Searched plans vs every hand-made plan on noise the search never saw; writes bench-results/search.json."""
     import torch
 
-    from ..bench import search as B
     from ..bench.common import write_result
 
     torch.set_num_threads(threads)
     nfe_list = _ints(nfes)
+    tables, summary, payload = [], [], {"title": "S^3 plan search"}
+    if mixture:
+        _mixture(nfe_list, budget, n_search, n_held, curve, seeds, tables, summary, payload)
+    if digits:
+        try:
+            _digits(nfe_list, research, digits_budget, digits_n_search, digits_metric, digits_n_held, screen, keep,
+                    _ints(digits_curve), digits_curve_nfe, digits_curve_n, tables, summary, payload)
+        except (KeyError, FileNotFoundError) as e:
+            summary.append(f"digits teacher skipped: {e}")
+    payload.update(tables=tables, summary=summary)
+    click.echo(f"wrote {write_result('search', payload)}")
+
+
+def _mixture(nfe_list: list[int], budget: int, n_search: int, n_held: int, curve: str, seeds: int, tables: list,
+             summary: list, payload: dict) -> None:
+    from ..bench import search as B
+
     den = B.mixture()
     mix = B.table_run(den, den.shape, nfe_list, budget, n_search, n_held, "rms", with_diffusers=True)
-    tables = [_table("Analytic mixture (16-d, 8 components): RMS error vs the exact ODE solution, held-out noise",
-                     mix, "rms")]
-    summary = []
+    tables.append(_table("Analytic mixture (16-d, 8 components): RMS error vs the exact ODE solution, held-out noise",
+                         mix, "rms"))
     by = {r["nfe"]: r for r in mix}
     for n, target in ((5, 0.5), (10, 0.7)):
         if n in by:
             r = by[n]
             d = r.get("ratio_diffusers", math.nan)
-            summary.append(f"mixture NFE {n}: searched/best hand-made = {r['ratio']:.3f}; searched/best diffusers = "
+            summary.append(f"mixture NFE {n}: searched/best hand-made = {r['ratio']:.3f}; searched/best diffusers "
+                           f"({r.get('diffusers_best')}) = "
                            + (f"{d:.3f} (target <= {target})" if d == d else
                               "n/a (the solver benchmark's diffusers driver is not available in this build)"))
     curve_rows = B.budget_curve(den, den.shape, 5, _ints(curve), list(range(seeds)), n_search // 2, n_held)
@@ -74,22 +105,48 @@ def search(nfes: str, budget: int, n_search: int, digits_budget: int, digits_n_s
                    f"{q['tau_explore_mean']:.2f}")
     tables.append({"title": "Generalisation (mixture): searched / best hand-made on the search noise vs held-out noise",
                    "columns": ["NFE", "search noise", "held-out noise"], "rows": B.generalisation(mix)})
-    payload = {"title": "S^3 plan search", "mixture": mix, "curve": curve_rows, "predictor": q}
-    if digits:
-        try:
-            drows, extra = B.digits_rows(nfe_list, digits_budget, digits_n_search, 1000, digits_metric)
-        except KeyError as e:
-            summary.append(f"digits teacher skipped: {e}")
-        else:
-            tables.append(_table(f"digits-edm teacher: FD-digits (1000 samples, held-out noise; search metric "
-                                 f"{digits_metric}); noise floor {extra['noise_floor']:.3g}, teacher ODE "
-                                 f"{extra['teacher_reference_fd']:.3g}", drows, "fd"))
-            tables.append({"title": "Generalisation (digits)", "columns": ["NFE", "search noise", "held-out noise"],
-                           "rows": B.generalisation(drows)})
-            payload["digits"], payload["digits_extra"] = drows, extra
-            for n in (4, 5):
-                r = next((r for r in drows if r["nfe"] == n), None)
-                if r:
-                    summary.append(f"digits NFE {n}: FD searched/best hand-made = {r['ratio']:.3f} (target <= 0.7)")
-    payload.update(tables=tables, summary=summary)
-    click.echo(f"wrote {write_result('search', payload)}")
+    payload.update(mixture=mix, curve=curve_rows, predictor=q)
+
+
+def _digits(nfe_list: list[int], research: bool, budget: int, n_search: int, metric: str, n_held: int, screen: int,
+            keep: int, checkpoints: list[int], curve_nfe: int, curve_n: int, tables: list, summary: list,
+            payload: dict) -> None:
+    from ..bench import search as B
+
+    rows, extra = B.digits_rows(nfe_list, n_held, screen, keep, research, budget, n_search, metric, grids=(3, 4, 5))
+    how = (f"every hand-made plan screened on the first {screen} held-out noises, the best {keep} on all {n_held}"
+           if 0 < screen < n_held else f"every hand-made plan on all {n_held}")
+    cols = ["NFE", "searched FD", "best hand-made", "its FD", "ratio", *B.FAMILIES, "searched rms",
+            "best-rms hand-made", "its rms", "search metric/n", "search s", "evals"]
+    tables.append({"title": f"digits-edm teacher, unconditional: FD-digits on {n_held} held-out samples ({how}); "
+                            f"noise floor {extra['noise_floor']:.3g}, teacher 200-step ODE "
+                            f"{extra['teacher_reference_fd']:.3g}; rms vs that ODE solution",
+                   "columns": cols,
+                   "rows": [[r["nfe"], r["searched"], r["best_baseline"], r["best_baseline_score"], r["ratio"],
+                             *[r[c] for c in B.FAMILIES], r["searched_rms"], r["best_rms_baseline"],
+                             r["best_rms_baseline_score"], f"{r['search_metric']}/{r['search_n_samples']}",
+                             round(r["search_s"], 1), r["evaluations"]] for r in rows]})
+    tables.append({"title": "Generalisation (digits): searched / best hand-made FD on the search noise "
+                            "(search n, seed 0) vs the held-out noise",
+                   "columns": ["NFE", "search noise", "held-out noise"], "rows": B.generalisation(rows)})
+    for n in (4, 5):
+        r = next((r for r in rows if r["nfe"] == n), None)
+        if r:
+            summary.append(f"digits NFE {n}: FD searched {r['searched']:.3g} vs best hand-made {r['best_baseline']} "
+                           f"{r['best_baseline_score']:.3g}: ratio {r['ratio']:.3f} (target <= 0.7); search "
+                           f"{r['search_s']:.0f} s, {r['evaluations']} evaluations")
+    payload.update(digits=rows, digits_extra=extra)
+    payload.setdefault("plots", []).extend(extra["plots"])
+    if checkpoints:
+        c = B.digits_curve(curve_nfe, checkpoints, curve_n, n_held, metric)
+        tables.append({"title": f"Cost curve (digits, NFE {curve_nfe}, {metric} on {curve_n} search noises, seed 0): "
+                                f"held-out FD ({n_held}) of the best plan after k evaluations, predictor vs plain",
+                       "columns": ["evaluations", "predictor", "held-out FD", "search-set " + metric],
+                       "rows": [[r["budget"], r["predictor"], r["held_out"], r["search_set"]] for r in c["rows"]]})
+        need = c["plain_evals_to_match"]
+        summary.append(f"digits predictor (NFE {curve_nfe}): Kendall tau later half {c['tau']['tau_later_half']:.2f}, "
+                       f"random split {c['tau']['tau_random_split']:.2f}, exploration picks "
+                       f"{c['tau']['tau_explore_mean']:.2f}; plain evolution reaches the guided search's best "
+                       f"search score after " + (f"{need} evaluations" if need else
+                                                 f"more than {max(checkpoints)} evaluations (not within budget)"))
+        payload["digits_curve"] = c

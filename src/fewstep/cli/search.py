@@ -26,9 +26,11 @@ def load_model(model: str, device: str) -> Any:
 
 
 def _command(model: str, nfe: int, out: str, budget: int | None, metric: str, n_samples: int, seed: int,
-             sigma_min: float | None, sigma_max: float | None) -> str:
+             sigma_min: float | None, sigma_max: float | None, threads: int | None = None) -> str:
     args = ["fewstep", "search", "--model", model, "--nfe", str(nfe), "--out", out, "--metric", metric,
             "--n-samples", str(n_samples), "--seed", str(seed)]
+    if threads is not None:
+        args += ["--threads", str(threads)]
     if budget is not None:
         args += ["--budget", str(budget)]
     for flag, v in (("--sigma-min", sigma_min), ("--sigma-max", sigma_max)):
@@ -52,11 +54,12 @@ def _command(model: str, nfe: int, out: str, budget: int | None, metric: str, n_
 @click.option("--resume", is_flag=True, help="continue the search saved in the state file (a killed run goes on)")
 @click.option("--workers", type=int, default=1, show_default=True, help="processes that score candidates")
 @click.option("--quiet", is_flag=True, help="no progress display")
+@click.option("--threads", type=int, default=None, help="torch threads (1 on a shared machine) [default: torch's]")
 @common
 @json_option
 def search(model: str, nfe: int, out: str, budget: int | None, metric: str, n_samples: int, sigma_min: float | None,
-           sigma_max: float | None, state: str | None, resume: bool, workers: int, quiet: bool, device: str,
-           seed: int, as_json: bool) -> None:
+           sigma_max: float | None, state: str | None, resume: bool, workers: int, quiet: bool, threads: int | None,
+           device: str, seed: int, as_json: bool) -> None:
     """S^3: search the best solver plan for MODEL at NFE evaluations and write it to OUT."""
     import torch
 
@@ -66,6 +69,10 @@ def search(model: str, nfe: int, out: str, budget: int | None, metric: str, n_sa
 
     if nfe < 1:
         raise click.BadParameter(f"must be a positive integer, got {nfe}", param_hint="--nfe")
+    if threads is not None:
+        if threads < 1:
+            raise click.BadParameter(f"must be a positive integer, got {threads}", param_hint="--threads")
+        torch.set_num_threads(threads)
     den = load_model(model, device)
     shape = getattr(den, "shape", None)
     if shape is None:
@@ -79,7 +86,7 @@ def search(model: str, nfe: int, out: str, budget: int | None, metric: str, n_sa
         torch.set_num_threads(1)
     plan = run_search(den, nfe, tuple(shape), lo, hi, n_samples=n_samples, budget=budget, seed=seed, metric=metric,
                       progress=not quiet and not as_json, state_path=state_path, workers=workers, model_id=model)
-    meta = {"command": _command(model, nfe, out, budget, metric, n_samples, seed, sigma_min, sigma_max),
+    meta = {"command": _command(model, nfe, out, budget, metric, n_samples, seed, sigma_min, sigma_max, threads),
             "model": model, "commit": git_commit(), **{k: v for k, v in plan.extra.items() if k != "tau"},
             "predictor_tau_last": _last_tau(plan.extra.get("tau", []))}
     write_plan_file(out, plan, meta)

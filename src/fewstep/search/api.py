@@ -76,7 +76,9 @@ def search(den: Any, nfe: int, shape: Sequence[int], sigma_min: float = 0.002, s
     if budget is not None and (not isinstance(budget, int) or budget < 1):
         raise ValueError(f"budget must be a positive number of plan evaluations, got {budget!r}")
     if metric == "fd" and dataset is None:
-        dataset = (getattr(den, "config", None) or {}).get("data")
+        from ..sampling import dataset_of
+
+        dataset = dataset_of(den)  # config["data"] may be a name or {"name": ..., "split": ...}
     budget = budget if budget is not None else default_budget(nfe)
     cfg = config or evolve.Config(budget=budget)
     if cfg.budget != budget:
@@ -95,7 +97,7 @@ def search(den: Any, nfe: int, shape: Sequence[int], sigma_min: float = 0.002, s
     if state is None:
         state = evolve.new_state(problem, cfg)
         state["reference_s"] = ref_s
-    save = (lambda st: evolve.save_state(state_path, st, scorer.ref)) if state_path is not None else None
+    save = (lambda st: evolve.save_state(state_path, st, scorer.cached_ref())) if state_path is not None else None
     display = None
     if progress:
         from .progress import Display

@@ -108,15 +108,28 @@ class Scorer:
         self.den, self.shape, self.metric, self.cond = den, tuple(shape), metric, cond
         self.sigma_max, self.dataset, self.n_evals = float(sigma_max), dataset, 0
         self.x_T = noise(self.shape, n_samples, seed, self.sigma_max, device)
-        self.ref = ref if ref is not None else reference(den, self.x_T, self.sigma_max, cond, reference_kind)
-        if tuple(self.ref.shape) != tuple(self.x_T.shape):
-            raise ValueError(f"cached reference has shape {tuple(self.ref.shape)}, expected {tuple(self.x_T.shape)}"
+        if ref is not None and tuple(ref.shape) != tuple(self.x_T.shape):
+            raise ValueError(f"cached reference has shape {tuple(ref.shape)}, expected {tuple(self.x_T.shape)}"
                              "; delete the state file or use the same n_samples and shape")
+        self._ref, self._reference_kind = ref, reference_kind
+        if metric == "rms":
+            self.ref  # noqa: B018 - the rms metric needs it at once; fd computes it only if asked (bench, RMS)
         if metric == "fd":
             from ..metrics import frechet
 
             self._data_stats = frechet.reference_stats(dataset)
         self._den = _FirstCall(den, self.x_T, self.sigma_max, cond)
+
+    @property
+    def ref(self) -> Tensor:
+        """The high-accuracy reference x_0 from this scorer's noise (computed on first use, then cached)."""
+        if self._ref is None:
+            self._ref = reference(self.den, self.x_T, self.sigma_max, self.cond, self._reference_kind)
+        return self._ref
+
+    def cached_ref(self) -> Tensor | None:
+        """The reference if it was computed (what a search state saves), else None."""
+        return self._ref
 
     @torch.no_grad()
     def run(self, plan: Any) -> Tensor:
@@ -131,13 +144,19 @@ class Scorer:
             x = self.run(plan)
         except (FloatingPointError, RuntimeError, torch.linalg.LinAlgError):
             return math.inf
-        if self.metric == "rms":
+        return self.score(x)
+
+    def score(self, x: Tensor, metric: str | None = None) -> float:
+        """The metric (this scorer's by default) of samples x drawn from this scorer's noise."""
+        metric = metric or self.metric
+        if metric == "rms":
             return rms(x, self.ref)
         if not torch.isfinite(x).all():
             return math.inf
         from ..metrics import frechet
 
-        return frechet.fd_between(frechet.stats_of(frechet.features(x, self.dataset)), self._data_stats)
+        stats = getattr(self, "_data_stats", None) or frechet.reference_stats(self.dataset)
+        return frechet.fd_between(frechet.stats_of(frechet.features(x, self.dataset)), stats)
 
     def evaluate(self, plans: Sequence[Any], workers: int = 1) -> list[float]:
         """Score a population; workers > 1 splits it over spawned processes (each with one torch thread)."""
