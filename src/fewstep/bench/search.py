@@ -151,8 +151,8 @@ def _best(scores: dict[str, float]) -> str:
     return min(scores, key=lambda k: _finite(scores[k]))
 
 
-def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: int = 128,
-                metric: str = "fd") -> tuple[Any, dict[str, Any]]:
+def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: int = 32,
+                metric: str = "rms") -> tuple[Any, dict[str, Any]]:
     """The searched digits-edm plan at this NFE and its search metadata: the shipped file (zoo/files/plans), or,
     with research=True, a fresh search (seed 0) whose cost is measured here."""
     from .. import zoo
@@ -190,7 +190,7 @@ def save_grids(held: Scorer, rows: list[dict[str, Any]], nfes: list[int], n: int
 
 
 def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int = 8, research: bool = False,
-                budget: int = 120, n_search: int = 128, metric: str = "fd",
+                budget: int = 120, n_search: int = 32, metric: str = "rms",
                 grids: tuple[int, ...] = ()) -> tuple[list, dict]:
     """FD-digits (n_held samples, held-out noise, cond=None) of the searched plan vs the hand-made plans per NFE.
 
@@ -235,7 +235,7 @@ def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int
 
 
 def digits_curve(nfe: int, checkpoints: list[int], n_search: int, n_held: int = 500,
-                 metric: str = "fd") -> dict[str, Any]:
+                 metric: str = "rms") -> dict[str, Any]:
     """Result vs search budget on the digits teacher at one NFE, predictor-guided vs plain evolution (seed 0):
     the best plan after k evaluations (anytime, by search-set score) of one search of max(checkpoints), scored
     on held-out FD; plus the evaluations plain evolution needs to reach the guided search's best search score,

@@ -41,17 +41,17 @@ def _table(title: str, rows: list[dict], metric: str) -> dict:
               help="digits: search again here (seed 0, --digits-budget/--digits-n-search/--digits-metric) instead "
                    "of scoring the shipped plans zoo/files/plans/digits-edm-nfe<N>.json")
 @click.option("--digits-budget", default=120, show_default=True, help="plan evaluations per digits --research search")
-@click.option("--digits-n-search", default=128, show_default=True, help="noises of each digits --research search")
-@click.option("--digits-metric", type=click.Choice(["rms", "fd"]), default="fd", show_default=True,
+@click.option("--digits-n-search", default=32, show_default=True, help="noises of each digits --research search")
+@click.option("--digits-metric", type=click.Choice(["rms", "fd"]), default="rms", show_default=True,
               help="metric of the digits --research searches and of the digits budget curve")
 @click.option("--digits-n-held", default=500, show_default=True, help="held-out samples of digits FD")
 @click.option("--screen", default=100, show_default=True,
               help="digits: score every hand-made plan on the first SCREEN held-out noises first (0: all on n-held)")
 @click.option("--keep", default=8, show_default=True, help="digits: hand-made plans per NFE kept for the full FD")
-@click.option("--digits-curve", default="64,80,96,120", show_default=True,
+@click.option("--digits-curve", default="48,72,96,120,160,200", show_default=True,
               help="digits budget curve: evaluation counts (anytime best of one search of the largest)")
 @click.option("--digits-curve-nfe", default=5, show_default=True, help="NFE of the digits budget curve")
-@click.option("--digits-curve-n", default=64, show_default=True, help="search noises of the digits budget curve")
+@click.option("--digits-curve-n", default=32, show_default=True, help="search noises of the digits budget curve")
 @click.option("--threads", default=1, show_default=True, help="torch threads (1 on the shared machine)")
 def search(nfes: str, budget: int, n_search: int, n_held: int, curve: str, seeds: int, mixture: bool, digits: bool,
            research: bool, digits_budget: int, digits_n_search: int, digits_metric: str, digits_n_held: int,
