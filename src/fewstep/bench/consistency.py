@@ -22,7 +22,7 @@ DATASET = "digits"
 
 # The recipes the shipped zoo models were trained with (`fewstep bench consistency --train cd|ict`).
 RECIPES: dict[str, dict] = {
-    "cd": {"steps": 1500, "segments": 6, "teacher": "digits-edm", "batch": 128, "lr": 3e-4, "warmup": 50,
+    "cd": {"steps": 1000, "segments": 4, "teacher": "digits-edm", "batch": 64, "lr": 2e-4, "warmup": 50,
            "ema_decay": 0.995, "N": 18, "dist": "l2", "solver": "heun"},
     "ict": {"steps": 4000, "horizon": 2000, "segments": 16, "teacher": None, "batch": 64, "lr": 1e-3, "warmup": 100,
             "ema_decay": 0.998, "dropout": 0.1, "s0": 10, "s1": 1280},
