@@ -4,25 +4,11 @@ training loop (progress, checkpoints, --resume, torchrun DDP)."""
 from __future__ import annotations
 
 import json
-import shlex
 from typing import Any
 
 import click
 
-from .options import common
-
-_NOT_RECORDED = {"device", "resume", "threads", "quiet", "ckpt"}
-
-
-def _command(params: dict[str, Any]) -> str:
-    """The canonical `fewstep distill consistency ...` command that reproduces this run."""
-    args = ["fewstep", "distill", "consistency"]
-    for name, value in params.items():
-        if name in _NOT_RECORDED or value is None:
-            continue
-        flag = "--" + name.replace("_", "-")
-        args += [flag] if value is True else [] if value is False else [flag, str(value)]
-    return shlex.join(args)
+from .options import common, init_distributed, recorded_command, run_options
 
 
 @click.group()
@@ -48,18 +34,8 @@ def distill() -> None:
               help="CD teacher step")
 @click.option("--dropout", default=None, type=float, help="network dropout (iCT uses it)")
 @click.option("--label-dropout", default=0.1, type=float)
-@click.option("--steps", default=2000, type=int)
-@click.option("--batch", default=128, type=int)
-@click.option("--lr", default=2e-4, type=float)
-@click.option("--warmup", default=100, type=int)
-@click.option("--ema-decay", default=0.995, type=float, help="EMA of the weights kept as the artefact")
-@click.option("--grad-clip", default=1.0, type=float)
-@click.option("--ckpt-every", default=250, type=int)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="output student .safetensors")
-@click.option("--ckpt", default=None, type=click.Path(dir_okay=False), help="checkpoint path [OUT.ckpt.pt]")
-@click.option("--resume", is_flag=True, help="continue exactly from the checkpoint")
-@click.option("--threads", default=None, type=int, help="torch CPU threads")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@run_options(steps=2000, lr=2e-4, warmup=100, ema_decay=0.995, ckpt_every=250,
+             out_help="output student .safetensors")
 @common
 @click.pass_context
 def consistency(ctx: click.Context, **o: Any) -> None:
@@ -73,18 +49,17 @@ def consistency(ctx: click.Context, **o: Any) -> None:
     from ..distill.consistency import ConsistencyConfig
     from ..distill.run import distill as run_distill
     from ..train.loop import TrainConfig, dist_info
-    from .train import _init_distributed
 
     if o["threads"]:
         torch.set_num_threads(o["threads"])
-    device = _init_distributed(o["device"])
+    device = init_distributed(o["device"])
     cc = ConsistencyConfig(mode=o["mode"], N=o["N"], mu=o["mu"], s0=o["s0"], s1=o["s1"], mu0=o["mu0"],
                            dist=o["dist"], weight=o["weight"], solver=o["solver"], horizon=o["horizon"])
     ds = fsdata.get(o["data_name"], split="train")
     tc = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], ema_decay=o["ema_decay"],
                      grad_clip=o["grad_clip"], label_dropout=o["label_dropout"] if ds.y is not None else 0.0,
                      ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"])
-    command = _command(ctx.params)
+    command = recorded_command(ctx, ["fewstep", "distill", "consistency"])
     rank, world = dist_info()
     if rank == 0:
         click.echo(json.dumps({"command": command, "consistency": cc.__dict__, "train": tc.__dict__,

@@ -33,3 +33,66 @@ def emit(result: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]
         click.echo(json.dumps(result, indent=2, default=float))
     else:
         render(result)
+
+
+# Options that do not change what is trained; left out of a recorded training command.
+NOT_RECORDED = {"device", "resume", "threads", "quiet", "ckpt"}
+
+
+def run_options(*, steps: int, lr: float, warmup: int, ema_decay: float, ckpt_every: int,
+                out_help: str = "output model .safetensors") -> Callable[[F], F]:
+    """The options every training run shares (optimisation, EMA, checkpoints, resume, threads), with its defaults."""
+    opts = [
+        click.option("--steps", default=steps, type=int),
+        click.option("--batch", default=128, type=int, help="global batch size (split across DDP ranks)"),
+        click.option("--lr", default=lr, type=float),
+        click.option("--warmup", default=warmup, type=int, help="linear LR warm-up steps"),
+        click.option("--ema-decay", default=ema_decay, type=float, help="EMA of the weights kept as the artefact"),
+        click.option("--grad-clip", default=1.0, type=float),
+        click.option("--ckpt-every", default=ckpt_every, type=int, help="write the training checkpoint every N steps"),
+        click.option("--out", required=True, type=click.Path(dir_okay=False), help=out_help),
+        click.option("--ckpt", default=None, type=click.Path(dir_okay=False), help="checkpoint path [OUT.ckpt.pt]"),
+        click.option("--resume", is_flag=True, help="continue exactly from the checkpoint"),
+        click.option("--threads", default=None, type=int, help="torch CPU threads"),
+        click.option("--quiet", is_flag=True, help="no progress bar"),
+    ]
+
+    def deco(f: F) -> F:
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return deco
+
+
+def recorded_command(ctx: click.Context, prefix: list[str]) -> str:
+    """The canonical command (every option spelled out) that reproduces this run, for manifests."""
+    import shlex
+
+    args = list(prefix)
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in NOT_RECORDED or value is None or not isinstance(param, click.Option):
+            continue
+        if param.is_flag:
+            args += (param.opts if value else param.secondary_opts)[:1]
+        else:
+            args += [param.opts[0], str(value)]
+    return shlex.join(args)
+
+
+def init_distributed(device: str) -> str:
+    """Under torchrun (WORLD_SIZE > 1): join the process group (nccl on GPU, gloo on CPU); return this rank's device."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return device
+    cuda = device.startswith("cuda")
+    dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return device

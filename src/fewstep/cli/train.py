@@ -4,47 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shlex
 from typing import Any
 
 import click
 
-from .options import common
-
-# Options that do not change what is trained; left out of the recorded command.
-_NOT_RECORDED = {"device", "resume", "threads", "quiet", "ckpt"}
-
-
-def _init_distributed(device: str) -> str:
-    """Under torchrun (WORLD_SIZE > 1): join the process group (nccl on GPU, gloo on CPU); return this rank's device."""
-    import torch
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return device
-    cuda = device.startswith("cuda")
-    dist.init_process_group("nccl" if cuda else "gloo")
-    if cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return f"cuda:{local}"
-    return device
-
-
-def _command(ctx: click.Context) -> str:
-    """The canonical `fewstep train ...` command (every option spelled out) that reproduces this run."""
-    args = ["fewstep", "train"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.name in _NOT_RECORDED or value is None or not isinstance(param, click.Option):
-            continue
-        if param.is_flag:
-            flags = param.opts if value else param.secondary_opts
-            args += flags[:1]
-        else:
-            args += [param.opts[0], str(value)]
-    return shlex.join(args)
+from .options import common, init_distributed, recorded_command, run_options
 
 
 def model_config(data: Any, net: str, channels: int, channel_mult: str, num_blocks: int, cond: bool,
@@ -85,19 +49,8 @@ def model_config(data: Any, net: str, channels: int, channel_mult: str, num_bloc
 @click.option("--loss", default="edm", type=click.Choice(["edm", "vp"]))
 @click.option("--sigma-min", default=0.002, type=float)
 @click.option("--sigma-max", default=80.0, type=float)
-@click.option("--steps", default=4000, type=int)
-@click.option("--batch", default=128, type=int, help="global batch size (split across DDP ranks)")
-@click.option("--lr", default=1e-3, type=float)
-@click.option("--warmup", default=200, type=int, help="linear LR warm-up steps")
 @click.option("--weight-decay", default=0.0, type=float)
-@click.option("--ema-decay", default=0.999, type=float)
-@click.option("--grad-clip", default=1.0, type=float)
-@click.option("--ckpt-every", default=500, type=int, help="write the training checkpoint every N steps")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="output model .safetensors")
-@click.option("--ckpt", default=None, type=click.Path(dir_okay=False), help="checkpoint path [OUT.ckpt.pt]")
-@click.option("--resume", is_flag=True, help="continue exactly from the checkpoint")
-@click.option("--threads", default=None, type=int, help="torch CPU threads")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@run_options(steps=4000, lr=1e-3, warmup=200, ema_decay=0.999, ckpt_every=500)
 @common
 @click.pass_context
 def train(ctx: click.Context, **o: Any) -> None:
@@ -111,7 +64,7 @@ def train(ctx: click.Context, **o: Any) -> None:
 
     if o["threads"]:
         torch.set_num_threads(o["threads"])
-    device = _init_distributed(o["device"])
+    device = init_distributed(o["device"])
     try:
         net_kwargs = json.loads(o["net_kwargs"])
     except json.JSONDecodeError as e:
@@ -123,7 +76,7 @@ def train(ctx: click.Context, **o: Any) -> None:
                       warmup=o["warmup"], ema_decay=o["ema_decay"], grad_clip=o["grad_clip"], loss=o["loss"],
                       label_dropout=o["label_dropout"] if mc["net"]["kwargs"].get("num_classes") else 0.0,
                       ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"])
-    command = _command(ctx)
+    command = recorded_command(ctx, ["fewstep", "train"])
     rank, world = dist_info()
     if rank == 0:
         click.echo(json.dumps({"command": command, "model": mc, "train": cfg.__dict__, "device": device,
