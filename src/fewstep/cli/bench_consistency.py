@@ -17,11 +17,12 @@ import click
 @click.option("--search-n", default=400, type=int, help="samples per FD inside the 2-step ternary search")
 @click.option("--train", "train_mode", default=None, type=click.Choice(["cd", "ict"]),
               help="first retrain this zoo model (segments + curve), as recorded in its manifest")
-@click.option("--steps", default=None, type=int, help="with --train: training steps [cd 1500, ict 2000]")
+@click.option("--steps", default=None, type=int, help="with --train: training steps [cd 2000, ict 4000]")
+@click.option("--extend", is_flag=True, help="with --train: continue the shipped run from its checkpoint")
 @click.option("--threads", default=None, type=int, help="torch CPU threads")
 @click.option("--json", "as_json", is_flag=True, help="print the result payload as JSON")
 def consistency(cd: str, ict: str, teacher: str, n: int, search_n: int, train_mode: str | None, steps: int | None,
-                threads: int | None, as_json: bool) -> None:
+                extend: bool, threads: int | None, as_json: bool) -> None:
     """Consistency models: FD of CD / iCT at 1-2 steps against the teacher's 35-NFE Heun, curves, editing."""
     import torch
 
@@ -37,7 +38,7 @@ def consistency(cd: str, ict: str, teacher: str, n: int, search_n: int, train_mo
             recipe["steps"] = steps
         name = f"digits-{train_mode}"
         train_with_curve(train_mode, FILES / f"{name}.safetensors", ckpt=f"/tmp/fewstep-{name}.ckpt.pt",
-                         threads=threads, **recipe)
+                         threads=threads, extend=extend, **recipe)
     payload = run(cd=cd, ict=ict, teacher=teacher, n=n, search_n=search_n)
     path = write_result("consistency", payload)
     if as_json:
