@@ -31,6 +31,11 @@ def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, 
         f"the project's digits classifier (FD-digits); two disjoint halves of real digits at the same n are "
         f"{floor:.3g} apart (the noise floor), so FD near {floor:.3g} is as good as this measurement can tell."
         + (f" The teacher at 35 NFE scores {teacher.fd:.3g}." if teacher else "")
+        + "\n\nThe hand-made solvers run on the logSNR grid (DPM-Solver's default) over the teacher's sigma range, "
+          "as a user would call them. Their best grid per NFE is often better on this teacher (uniform in time, "
+          "especially at 3-5 NFE): BENCHMARKS.md compares the searched plans against every solver on every grid, "
+          "where the margin is much smaller. FD at this n also moves by a few units between noise sets, so compare "
+          "rows of one run, not numbers across runs."
         + "\n\nImages/s is wall time on this machine, with other work possibly running: read it as a ratio "
           "between rows of this run, not as an absolute speed.")
     table = Table(["method", "family", "NFE", "FD", "FD / floor", "confidence", "images/s"],
