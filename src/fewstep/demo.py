@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .seed import HELD_OUT_SEED
+
 DATASET = "digits"
 BASELINES = ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh2", "deis_3", "ipndm", "heun")
 PAPERS = {
@@ -54,7 +56,7 @@ class DemoConfig:
     n: int = 500                # samples per method and NFE (FD's noise floor is computed at the same n)
     nfes: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10)
     grid_nfe: int = 5           # the NFE whose sample grid is shown for every solver
-    seed: int = 0
+    seed: int = HELD_OUT_SEED   # held-out noise: the shipped searched plans were fit on other seeds
     device: str = "cpu"
     baselines: tuple[str, ...] = BASELINES
 

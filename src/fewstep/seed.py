@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+HELD_OUT_SEED = 9_001  # base seed of evaluation noise that no search ever fits on (searches use 0.. and +5e5)
+
 
 def randn(seeds: Sequence[int], shape: Sequence[int], device: str | torch.device = "cpu",
           dtype: torch.dtype = torch.float32) -> Tensor:

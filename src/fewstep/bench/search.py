@@ -18,8 +18,7 @@ from ..search import predictor as P
 from ..search.api import search
 from ..search.score import Scorer
 from ..search.space import Space
-
-HELD_SEED = 9_001  # held-out noise: never used by a search (searches use seeds 0.. and their validation seed + 5e5)
+from ..seed import HELD_OUT_SEED as HELD_SEED  # held-out noise: never used by a search
 
 
 def mixture() -> Any:

@@ -6,7 +6,8 @@ import json
 
 import click
 
-from .options import common
+from ..seed import HELD_OUT_SEED
+from .options import device_option
 
 
 @click.command()
@@ -16,7 +17,9 @@ from .options import common
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="torch CPU threads; 1 is fastest for these tiny models on a shared 2-core machine")
 @click.option("--json", "as_json", is_flag=True, help="print the measured rows as JSON")
-@common
+@click.option("--seed", default=HELD_OUT_SEED, show_default=True, type=int,
+              help="base noise seed; the default is noise no shipped searched plan was fit on")
+@device_option
 def demo(out: str, quick: bool, n: int | None, threads: int, as_json: bool, device: str, seed: int) -> None:
     """Run the demo on the shipped models (no training) and write a report."""
     import torch

@@ -26,9 +26,10 @@ def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, 
           seconds: float) -> Page:
     teacher = next((r for r in rows if r.family == "reference"), None)
     intro = (
-        f"Every method below sampled the same {cfg.n} per-sample seeds from the shipped models (no training in the "
-        f"demo), on {cfg.device}, in {seconds:.0f} s in all. Quality is the Fréchet distance on the features of "
-        f"the project's digits classifier (FD-digits); two disjoint halves of real digits at the same n are "
+        f"Every method below sampled the same {cfg.n} per-sample seeds (base seed {cfg.seed}: noise the shipped "
+        f"searched plans were not fit on) from the shipped models (no training in the demo), on {cfg.device}, "
+        f"in {seconds:.0f} s in all. Quality is the Fréchet distance on the features of the project's digits "
+        f"classifier (FD-digits); two disjoint halves of real digits at the same n are "
         f"{floor:.3g} apart (the noise floor), so FD near {floor:.3g} is as good as this measurement can tell."
         + (f" The teacher at 35 NFE scores {teacher.fd:.3g}." if teacher else "")
         + "\n\nThe hand-made solvers run on the logSNR grid (DPM-Solver's default) over the teacher's sigma range, "
