@@ -110,27 +110,22 @@ def ipndm(den, x, s, max_order=4):
     return x
 
 
-@pytest.mark.parametrize("nfe", [2, 5, 9])
-@pytest.mark.parametrize("grid", ["logsnr", "karras"])
-def test_ddim_euler(den, nfe, grid):
-    for name in ("ddim", "euler"):
-        plan = fs.plans.get(name, nfe=nfe, grid=grid)
-        s = plan.sigmas.tolist()
-        _close(fs.sample(den, _x(s), plan), ddim(den, _x(s), s))
+# (constructor, its options, the textbook sampler written above from the paper, NFEs to try)
+CASES = [
+    *[(name, {"grid": grid}, ddim, (2, 5, 9)) for name in ("ddim", "euler") for grid in ("logsnr", "karras")],
+    ("heun", {"grid": "karras"}, heun_edm, (3, 7, 11)),
+    ("dpm_solver_pp_2m", {"lower_order_final": False}, dpmpp_2m, (3, 6, 10, 16)),
+    ("ipndm", {"grid": "karras"}, ipndm, (2, 5, 12)),
+]
 
 
-@pytest.mark.parametrize("nfe", [3, 7, 11])
-def test_heun(den, nfe):
-    plan = fs.plans.get("heun", nfe=nfe, grid="karras")
+@pytest.mark.parametrize("name,options,textbook,nfe",
+                         [(n, o, t, k) for n, o, t, ks in CASES for k in ks],
+                         ids=lambda v: v if isinstance(v, str | int) else "")
+def test_constructor_equals_textbook(den, name, options, textbook, nfe):
+    plan = fs.plans.get(name, nfe=nfe, **options)
     s = plan.sigmas.tolist()
-    _close(fs.sample(den, _x(s), plan), heun_edm(den, _x(s), s))
-
-
-@pytest.mark.parametrize("nfe", [3, 6, 10, 16])
-def test_dpmpp_2m(den, nfe):
-    plan = fs.plans.get("dpm_solver_pp_2m", nfe=nfe, lower_order_final=False)
-    s = plan.sigmas.tolist()
-    _close(fs.sample(den, _x(s), plan), dpmpp_2m(den, _x(s), s))
+    _close(fs.sample(den, _x(s), plan), textbook(den, _x(s), s))
 
 
 @pytest.mark.parametrize("n", [2, 4])
@@ -142,13 +137,6 @@ def test_dpm_solver_2_and_3(den, n):
     three = Plan(torch.tensor(s), tuple(Step(order=2, prediction="noise", ratios=(1 / 3, 2 / 3), points=(2,))
                                       for _ in range(n - 1)) + (Step(prediction="noise"),))
     _close(fs.sample(den, _x(s), three), dpm_solver_3(den, _x(s), s))
-
-
-@pytest.mark.parametrize("nfe", [2, 5, 12])
-def test_ipndm(den, nfe):
-    plan = fs.plans.get("ipndm", nfe=nfe, grid="karras")
-    s = plan.sigmas.tolist()
-    _close(fs.sample(den, _x(s), plan), ipndm(den, _x(s), s))
 
 
 def test_phi_series_matches_closed_form():
