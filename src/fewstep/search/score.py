@@ -15,16 +15,11 @@ import torch
 from torch import Tensor
 
 from ..denoiser import check_denoiser
-from ..seed import randn, seeds_for
+from ..sampling import noise
 
 METRICS = ("rms", "fd")
 REFERENCES = ("auto", "ode", "plan")
 REF_PLAN = ("dpm_solver_pp_3m", 200)  # the many-step high-order reference for neural teachers
-
-
-def noise(shape: Sequence[int], n: int, seed: int, sigma_max: float, device: Any = "cpu") -> Tensor:
-    """x_T = sigma_max * n, per-sample seeded (seed.randn), in float32."""
-    return randn(seeds_for(n, seed), shape, device=device) * sigma_max
 
 
 def _is_analytic(den: Any) -> bool:
@@ -107,7 +102,7 @@ class Scorer:
             raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
         self.den, self.shape, self.metric, self.cond = den, tuple(shape), metric, cond
         self.sigma_max, self.dataset, self.n_evals = float(sigma_max), dataset, 0
-        self.x_T = noise(self.shape, n_samples, seed, self.sigma_max, device)
+        self.x_T = noise(n_samples, seed, self.shape, self.sigma_max, str(device))
         if ref is not None and tuple(ref.shape) != tuple(self.x_T.shape):
             raise ValueError(f"cached reference has shape {tuple(ref.shape)}, expected {tuple(self.x_T.shape)}"
                              "; delete the state file or use the same n_samples and shape")
