@@ -136,3 +136,15 @@ def test_objective_hooks_and_init_state_resume_exactly(tmp_path):
     assert int(obj.calls) == 6
     sa, sb = full.raw.state_dict(), resumed.raw.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_label_dropout_one_trains_only_the_null_label():
+    from fewstep.train.loop import drop_labels
+
+    y = torch.arange(10)
+    g = torch.Generator().manual_seed(0)
+    assert (drop_labels(y, 1.0, 10, g) == 10).all()
+    assert (drop_labels(y, 0.0, 10, g) == y).all()
+    _cfg(label_dropout=1.0)
+    with pytest.raises(ValueError, match="label_dropout"):
+        _cfg(label_dropout=1.5)

@@ -33,7 +33,8 @@ def distill() -> None:
 @click.option("--solver", default="heun", type=click.Choice(["heun", "euler", "ddim", "dpm_solver_2s"]),
               help="CD teacher step")
 @click.option("--dropout", default=None, type=float, help="network dropout (iCT uses it)")
-@click.option("--label-dropout", default=0.1, type=float)
+@click.option("--label-dropout", default=0.1, type=float,
+              help="probability of the null label (1 = an unconditional student, as the benchmark samples it)")
 @run_options(steps=2000, lr=2e-4, warmup=100, ema_decay=0.995, ckpt_every=250,
              out_help="output student .safetensors")
 @common

@@ -52,8 +52,9 @@ class TrainConfig:
         for name in ("steps", "batch", "ckpt_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or not 0 <= self.ema_decay < 1 or not 0 <= self.label_dropout < 1 or self.warmup < 0:
-            raise ValueError("need lr > 0, 0 <= ema_decay < 1, 0 <= label_dropout < 1 and warmup >= 0")
+        if self.lr <= 0 or not 0 <= self.ema_decay < 1 or not 0 <= self.label_dropout <= 1 or self.warmup < 0:
+            raise ValueError("need lr > 0, 0 <= ema_decay < 1, 0 <= label_dropout <= 1 (1 = train only the "
+                             "unconditional branch) and warmup >= 0")
         losses.get(self.loss)
 
 
