@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "analytic", "bench", "data", "denoiser", "distill", "edit", "errors", "grids", "io", "metrics", "nets",
-    "noise", "plans", "precond", "report", "sampling", "search", "seed", "solvers", "train", "zoo", "bridge", "guidance",
+    "noise", "plans", "precond", "report", "sampling", "search", "seed", "solvers", "train", "zoo", "bridge",
+    "guidance",
 }
 _ATTRS = {
     "Denoiser": ("denoiser", "Denoiser"),

@@ -25,9 +25,9 @@ DATASET = "digits"
 RECIPES: dict[str, dict] = {
     "cd": {"steps": 2000, "horizon": 1000, "segments": 8, "teacher": "digits-edm", "batch": 64, "lr": 2e-4,
            "warmup": 50,
-           "ema_decay": 0.995, "N": 18, "dist": "l2", "solver": "heun"},
+           "ema_decay": 0.995, "N": 18, "dist": "l2", "solver": "heun", "label_dropout": 1.0},
     "ict": {"steps": 4000, "horizon": 2000, "segments": 16, "teacher": None, "batch": 64, "lr": 1e-3, "warmup": 100,
-            "ema_decay": 0.998, "dropout": 0.1, "s0": 10, "s1": 1280},
+            "ema_decay": 0.998, "dropout": 0.1, "s0": 10, "s1": 1280, "label_dropout": 1.0},
 }
 
 
@@ -87,7 +87,8 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     cc_keys = {"N", "mu", "s0", "s1", "dist", "weight", "solver"}
     horizon = horizon or steps
     cc = ConsistencyConfig(mode=mode, horizon=horizon, **{k: v for k, v in opts.items() if k in cc_keys})
-    tk = {k: v for k, v in opts.items() if k in {"batch", "lr", "warmup", "ema_decay", "seed", "ckpt_every"}}
+    tk = {k: v for k, v in opts.items()
+          if k in {"batch", "lr", "warmup", "ema_decay", "seed", "ckpt_every", "label_dropout"}}
     dropout = opts.get("dropout")
     ds = fsdata.get(DATASET, split="train")
     args = {"teacher": teacher, "mode": mode, **{k: v for k, v in opts.items() if v is not None},
@@ -106,7 +107,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     for k in ends:
         if curve and k <= curve[-1]["step"]:
             continue
-        tc = TrainConfig(steps=k, label_dropout=0.1, progress=False, **tk)
+        tc = TrainConfig(steps=k, progress=False, **{"label_dropout": 0.1, **tk})
         res = distill(cc, tc, ds, teacher=teacher, out=out, ckpt=ckpt, resume=bool(curve), command=command(k),
                       dropout=dropout)
         cm = load_model(out)
