@@ -23,7 +23,7 @@ DATASET = "digits"
 # The recipes the shipped zoo models were trained with (`fewstep bench consistency --train cd|ict [--extend]`).
 # The horizon K only drives the CT/iCT curricula; it is pinned so a run can be extended (CD ignores it).
 RECIPES: dict[str, dict] = {
-    "cd": {"steps": 2000, "horizon": 1000, "segments": 8, "teacher": "digits-edm", "batch": 64, "lr": 2e-4,
+    "cd": {"steps": 4000, "horizon": 1000, "segments": 8, "teacher": "digits-edm", "batch": 64, "lr": 2e-4,
            "warmup": 50,
            "ema_decay": 0.995, "N": 18, "dist": "l2", "solver": "heun", "label_dropout": 1.0},
     "ict": {"steps": 4000, "horizon": 2000, "segments": 16, "teacher": None, "batch": 64, "lr": 1e-3, "warmup": 100,
