@@ -40,6 +40,18 @@ def test_inpainting_keeps_the_known_pixels_bit_for_bit():
     assert not torch.allclose(out[..., 4:, :], y[..., 4:, :])
 
 
+def test_repeated_taus_resample_and_increasing_ones_are_refused():
+    y = torch.rand(2, 1, 8, 8) * 2 - 1
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 4:, :] = 1
+    g = torch.Generator().manual_seed(0)
+    once = inpaint(_cm(), y, mask, [80.0, 1.0], generator=g)
+    twice = inpaint(_cm(), y, mask, [80.0, 1.0, 1.0], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(twice[..., :4, :], y[..., :4, :]) and not torch.equal(once, twice)
+    with pytest.raises(ValueError, match="must not increase"):
+        inpaint(_cm(), y, mask, [1.0, 2.0])
+
+
 def test_superres_and_colorize_keep_the_known_coefficients():
     g = torch.Generator().manual_seed(0)
     low = torch.rand(3, 1, 2, 2, generator=g) * 1.6 - 0.8
@@ -74,3 +86,13 @@ def test_denoise_stroke_interpolate_shapes_and_limits():
     torch.testing.assert_close(slerp(z0, z1, 0.0), z0)
     torch.testing.assert_close(slerp(z0, z1, 1.0), z1, rtol=1e-4, atol=1e-5)
     assert interpolate(cm, z0, z1, [0.0, 0.5, 1.0]).shape == (3, 2, 1, 8, 8)
+
+
+def test_editing_benchmark_reports_every_schedule():
+    from fewstep.bench.consistency import editing
+
+    out = editing(_cm(), 40)
+    kept = [k for k in out if k.startswith("inpaint_")]
+    assert len(kept) == 8 and all(0 <= out[k] <= 1 for k in kept)
+    assert {"superres_fd_cm_21step", "inpaint_right_21step_label_kept"} <= set(out)
+    assert out["superres_fd_real"] < out["superres_fd_bicubic"]

@@ -9,6 +9,7 @@ curve and the shipped weights come from one run; its manifest records the equiva
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import time
 from pathlib import Path
@@ -127,7 +128,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
 
 def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     """Inpainting (lower / right half masked) label kept under the classifier; 4x4 -> 8x8 super-resolution FD vs
-    bicubic, on held-out (test split) digits."""
+    bicubic, on held-out (test split) digits; 1, 2, 4 steps and a 21-call schedule with resampling."""
     from .. import data as fsdata
     from ..edit import inpaint, superres
     from ..metrics import class_probs, fd
@@ -136,12 +137,15 @@ def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     x, y = test.x[:n], test.y[:n]
     g = torch.Generator().manual_seed(seed)
     T = float(cm.sigma_max)
+    # 1, 2 and 4 steps of Alg. 4, and 21 calls that resample 4 times at each of 5 levels from 2 down to 0.3
+    schedules = ([T], [T, 0.5], [T, 2.0, 0.5, 0.1], [T] + [float(v) for v in torch.logspace(
+        math.log10(2.0), math.log10(0.3), 5) for _ in range(4)])
     out: dict[str, Any] = {"n": len(x), "real_accuracy": (class_probs(x, DATASET).argmax(1) == y).float().mean().item()}
     for name, sl in (("lower", (slice(None), slice(None), slice(4, 8), slice(None))),
                      ("right", (slice(None), slice(None), slice(None), slice(4, 8)))):
         mask = torch.zeros(1, *x.shape[1:])
         mask[sl] = 1
-        for steps in ([T], [T, 0.5], [T, 2.0, 0.5, 0.1]):
+        for steps in schedules:
             r = inpaint(cm, x, mask, steps, generator=g)
             acc = (class_probs(r, DATASET).argmax(1) == y).float().mean().item()
             out[f"inpaint_{name}_{len(steps)}step_label_kept"] = acc
@@ -149,7 +153,7 @@ def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     bicubic = F.interpolate(low, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
     out["superres_fd_bicubic"] = fd(bicubic, DATASET)
     out["superres_fd_nearest"] = fd(F.interpolate(low, scale_factor=2, mode="nearest"), DATASET)
-    for steps in ([T], [T, 0.5], [T, 2.0, 0.5, 0.1]):
+    for steps in schedules:
         out[f"superres_fd_cm_{len(steps)}step"] = fd(superres(cm, low, 2, steps, generator=g), DATASET)
     out["superres_fd_real"] = fd(x, DATASET)
     return out

@@ -3,7 +3,9 @@
 Alg. 4: y <- A^-1[(A y)(1 - Omega)]; x <- f(y + T z, T); x <- A^-1[(A y)(1 - Omega) + (A x) Omega];
 for tau_n: x <- f(x + sqrt(tau_n^2 - eps^2) z, tau_n); replace again. Starting from y + T z (the noisy reference)
 follows the CM code, which starts from noise with the reference pasted in; at T = 80 the two agree.
-Stroke guidance (SDEdit, Meng et al. 2022), denoising and slerp interpolation are the CM paper's App. D uses.
+A tau may repeat: another noise-and-denoise round at the same level lets the generated part settle against the
+kept one (the resampling of RePaint, Lugmayr et al. 2022). Stroke guidance (SDEdit, Meng et al. 2022), denoising
+and slerp interpolation are the CM paper's App. D uses.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
 def algorithm4(cm: Any, y: Tensor, A: Tr.Orthogonal, omega: Tensor, sigmas: Sequence[float] | None = None,
                generator: torch.Generator | None = None, cond: Any = None, clip: float | None = 1.0) -> Tensor:
     """CM Alg. 4: generate the coefficients where omega = 1 (in A's space), keep A y where omega = 0 exactly
-    (up to the float64 round trip of A). `sigmas` default [cm.sigma_max]; clip clamps f's output as the CM code."""
+    (up to the float64 round trip of A). `sigmas` (non-increasing; repeats resample) default [cm.sigma_max];
+    clip clamps f's output as the CM code."""
     check_denoiser(cm)
     s = [float(cm.sigma_max)] if sigmas is None else [float(v) for v in sigmas]
-    if any(b >= a for a, b in zip(s, s[1:], strict=False)) or s[-1] < cm.sigma_min or s[0] > cm.sigma_max:
-        raise ValueError(f"sigmas must decrease inside [{cm.sigma_min}, {cm.sigma_max}], got {s}")
+    if any(b > a for a, b in zip(s, s[1:], strict=False)) or s[-1] < cm.sigma_min or s[0] > cm.sigma_max:
+        raise ValueError(f"sigmas must not increase and must lie inside [{cm.sigma_min}, {cm.sigma_max}], got {s}")
     known = A.forward(y) * (1 - omega.to(torch.float64))
     omega64 = omega.to(torch.float64)
 
