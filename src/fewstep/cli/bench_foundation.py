@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .options import json_option
@@ -11,8 +13,11 @@ from .options import json_option
 @click.option("--model", default="digits-edm", show_default=True)
 @click.option("--n", type=click.IntRange(min=16), default=1000, show_default=True, help="samples per setting")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--time-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="also time this many steps of the manifest's training command at 1 and 2 threads and project the "
+                   "full run (0: skip)")
 @json_option
-def foundation(model: str, n: int, seed: int, as_json: bool) -> None:
+def foundation(model: str, n: int, seed: int, time_steps: int, as_json: bool) -> None:
     """Teacher FD (unconditional and class-conditional) next to the noise floor, confidence vs real digits."""
     import json
 
@@ -39,6 +44,11 @@ def foundation(model: str, n: int, seed: int, as_json: bool) -> None:
         f"Training: `{train.get('command')}`, {train.get('wall_s', float('nan')) / 60:.1f} min "
         f"({train.get('steps')} steps; device {train.get('device')}).",
     ]
+    if time_steps:
+        res["training_time"] = time_training(train["command"], time_steps, int(train.get("steps") or 0))
+        summary += [f"Training speed at {t['threads']} thread(s): {t['s_per_step']:.3f} s/step over {time_steps} "
+                    f"steps; the full {train.get('steps')} steps take about {t['projected_min']:.1f} min (projected)."
+                    for t in res["training_time"]]
     payload = {"title": f"Foundation: the {model} teacher", "summary": summary, "raw": res,
                "tables": [{"title": f"{model}, 35-NFE Heun, n={n}",
                            "columns": ["sampling", "n", "FD", "noise floor", "FD/floor", "confidence",
@@ -46,3 +56,28 @@ def foundation(model: str, n: int, seed: int, as_json: bool) -> None:
                            "rows": rows}]}
     path = write_result("foundation", payload)
     click.echo(json.dumps(res, indent=1, default=float) if as_json else "\n".join(summary) + f"\nwrote {path}")
+
+
+def time_training(command: str, steps: int, full_steps: int) -> list[dict[str, float]]:
+    """Run the first `steps` steps of a recorded `fewstep train` command into a temporary folder at 1 and 2 threads;
+    seconds per step (process start included, so the projection errs long) and the projected full run."""
+    import shlex
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    argv = shlex.split(command)
+    if argv[:2] != ["fewstep", "train"] or "--out" not in argv:
+        raise ValueError(f"the manifest's command is not a `fewstep train ... --out FILE` command: {command!r}")
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for threads in (1, 2):
+            args = list(argv[2:])
+            args[args.index("--out") + 1] = str(Path(tmp) / f"t{threads}.safetensors")
+            args += ["--steps", str(steps), "--ckpt-every", str(steps), "--threads", str(threads), "--quiet"]
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "fewstep", "train", *args], check=True, capture_output=True)
+            per = (time.perf_counter() - t0) / steps
+            out.append({"threads": threads, "s_per_step": per, "projected_min": per * full_steps / 60})
+    return out
