@@ -33,8 +33,9 @@ def distill() -> None:
 @click.option("--solver", default="heun", type=click.Choice(["heun", "euler", "ddim", "dpm_solver_2s"]),
               help="CD teacher step")
 @click.option("--dropout", default=None, type=float, help="network dropout (iCT uses it)")
-@click.option("--label-dropout", default=0.1, type=float,
-              help="probability of the null label (1 = an unconditional student, as the benchmark samples it)")
+@click.option("--label-dropout", default=1.0, type=float,
+              help="probability of the null label: 1 trains an unconditional student (how `fewstep sample` and the "
+                   "benchmark draw it); lower it for a class-conditional one")
 @run_options(steps=2000, lr=2e-4, warmup=100, ema_decay=0.995, ckpt_every=250,
              out_help="output student .safetensors")
 @common

@@ -43,7 +43,9 @@ def model_config(data: Any, net: str, channels: int, channel_mult: str, num_bloc
 @click.option("--num-blocks", default=2, type=int, help="UNet residual blocks per level / MLP depth")
 @click.option("--net-kwargs", default="{}", help="extra network kwargs as JSON (override the above)")
 @click.option("--cond/--no-cond", default=True, help="class-conditional (with a null label for CFG) if labels exist")
-@click.option("--label-dropout", default=0.1, type=float, help="probability of the null label in training (CFG)")
+@click.option("--label-dropout", default=0.1, type=float,
+              help="probability of the null label in training (CFG); unconditional samples need more of it "
+                   "(digits-edm: 0.5)")
 @click.option("--precond", default="edm", type=click.Choice(["edm", "eps", "v", "x0", "flow"]))
 @click.option("--sigma-data", default=0.5, type=float)
 @click.option("--loss", default="edm", type=click.Choice(["edm", "vp"]))
