@@ -17,7 +17,7 @@ import click
 @click.option("--search-n", default=400, type=int, help="samples per FD inside the 2-step ternary search")
 @click.option("--train", "train_mode", default=None, type=click.Choice(["cd", "ict"]),
               help="first retrain this zoo model (segments + curve), as recorded in its manifest")
-@click.option("--steps", default=None, type=int, help="with --train: training steps [cd 4000, ict 4000]")
+@click.option("--steps", default=None, type=int, help="with --train: training steps [cd 4000, ict 7000]")
 @click.option("--extend", is_flag=True, help="with --train: continue the shipped run from its checkpoint")
 @click.option("--threads", default=None, type=int, help="torch CPU threads")
 @click.option("--json", "as_json", is_flag=True, help="print the result payload as JSON")
