@@ -69,6 +69,14 @@ def teacher_fd(teacher: Any, n: int, seed: int, nfe: int = 35, name: str = "heun
     return fd(x, DATASET)
 
 
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it, so a recorded command runs from any clone."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, teacher: str | None = "digits-edm",
                      n_eval: int = 500, threads: int | None = None, ckpt: str | Path | None = None,
                      horizon: int | None = None, extend: bool = False, **opts: Any) -> dict[str, Any]:
@@ -93,7 +101,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     dropout = opts.get("dropout")
     ds = fsdata.get(DATASET, split="train")
     args = {"teacher": teacher, "mode": mode, **{k: v for k, v in opts.items() if v is not None},
-            "horizon": horizon, "out": str(out)}
+            "horizon": horizon, "out": _shown(out)}
 
     def command(k: int) -> str:  # the one-shot command equal to the first k steps (exact resume)
         return shlex.join(["fewstep", "distill", "consistency"] + [
