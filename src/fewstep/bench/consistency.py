@@ -116,7 +116,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     for k in ends:
         if curve and k <= curve[-1]["step"]:
             continue
-        tc = TrainConfig(steps=k, progress=False, **{"label_dropout": 0.1, **tk})
+        tc = TrainConfig(steps=k, progress=False, **tk)
         res = distill(cc, tc, ds, teacher=teacher, out=out, ckpt=ckpt, resume=bool(curve), command=command(k),
                       dropout=dropout)
         cm = load_model(out)
