@@ -3,19 +3,16 @@ with identical weights and the rank-0 artefact is written."""
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def _worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
+def _worker(rank: int, init_file: str, out: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # a file store, not a TCP store hosted by rank 0: rank 0 leaving first cannot pull the store from under rank 1
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         import fewstep as fs
         from fewstep.data import ImageData
@@ -32,15 +29,13 @@ def _worker(rank: int, port: int, out: str) -> None:
         both = [torch.zeros_like(flat) for _ in range(2)]
         dist.all_gather(both, flat)
         assert torch.equal(both[0], both[1])
+        dist.barrier()  # neither rank tears gloo down while the other is still using it
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.slow
 def test_cd_under_ddp_keeps_ranks_in_sync(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "cm.safetensors"
-    mp.spawn(_worker, args=(port, str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(out)), nprocs=2, join=True)
     assert out.is_file()

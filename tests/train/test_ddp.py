@@ -23,6 +23,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         cfg = TrainConfig(steps=6, batch=16, lr=1e-2, warmup=1, ckpt_every=3, progress=False)
         res = train(mc, ds, cfg, out=os.path.join(out_dir, "model.safetensors"))
         torch.save({"raw": res.raw.state_dict(), "ema": res.den.state_dict()}, os.path.join(out_dir, f"r{rank}.pt"))
+        dist.barrier()  # neither rank tears gloo down while the other is still using it
     finally:
         dist.destroy_process_group()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .options import common, init_distributed, recorded_command, run_options
+from .options import common, init_distributed, leave_distributed, recorded_command, run_options
 
 
 @click.group()
@@ -71,3 +71,4 @@ def consistency(ctx: click.Context, **o: Any) -> None:
     if rank == 0:
         click.echo(f"trained {res.step} steps in {res.wall_s:.0f} s; final loss {res.losses[-1]:.4g}; "
                    f"wrote {o['out']}")
+    leave_distributed()

@@ -96,3 +96,14 @@ def init_distributed(device: str) -> str:
         torch.cuda.set_device(local)
         return f"cuda:{local}"
     return device
+
+
+def leave_distributed() -> None:
+    """After a finished run: wait for every rank, then leave the group, so no rank tears gloo/nccl down under another.
+
+    Not called on errors: a barrier there would hang the healthy ranks instead of letting torchrun stop them."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
