@@ -145,3 +145,15 @@ def test_bad_samples_are_errors():
         F.fd(torch.full((10, 1, 8, 8), float("nan")), "digits")
     with pytest.raises(ValueError, match="n <="):
         F.noise_floor("digits", 10_000)
+
+
+def test_paired_bootstrap_ratio_brackets_a_real_difference():
+    g = torch.Generator().manual_seed(0)
+    ref = F.stats_of(torch.randn(4000, 3, generator=g))
+    z = torch.randn(1000, 3, generator=g)
+    lo, hi = F.paired_bootstrap_ratio(z + 0.3, z + 0.6, ref, n_boot=100)
+    assert lo < hi < 0.5  # FD grows with the square of the shift: ratio ~ 0.25
+    same = F.paired_bootstrap_ratio(z + 0.3, z + 0.3, ref, n_boot=20)
+    assert same == pytest.approx((1.0, 1.0))
+    with pytest.raises(ValueError, match="paired features need equal shapes"):
+        F.paired_bootstrap_ratio(z, z[:10], ref)

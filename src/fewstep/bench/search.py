@@ -146,6 +146,17 @@ def _fd_rms(held: Scorer, plan: Any) -> tuple[float, float]:
     return held.score(x, "fd"), held.score(x, "rms")
 
 
+def _ratio_interval(held: Scorer, plan: Any, base: Any) -> list[float]:
+    """90% paired-bootstrap interval of FD(plan) / FD(base) on the held-out noise (metrics.frechet)."""
+    from ..metrics import frechet
+
+    try:
+        fa, fb = (frechet.features(held.run(p), "digits") for p in (plan, base))
+    except (FloatingPointError, RuntimeError, ValueError, torch.linalg.LinAlgError):
+        return [math.nan, math.nan]
+    return list(frechet.paired_bootstrap_ratio(fa, fb, frechet.reference_stats("digits")))
+
+
 def _best(scores: dict[str, float]) -> str:
     return min(scores, key=lambda k: _finite(scores[k]))
 
@@ -215,8 +226,9 @@ def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int
                 base[p.name], base_rms[p.name] = _fd_rms(held, p)
         fd, r = _fd_rms(held, plan)
         best, best_rms = _best(base), _best(base_rms)
+        ci = _ratio_interval(held, plan, next(p for p in base_plans if p.name == best))
         row = {"nfe": nfe, "searched": fd, "best_baseline": best, "best_baseline_score": base[best],
-               "ratio": fd / base[best], "searched_rms": r, "best_rms_baseline": best_rms,
+               "ratio": fd / base[best], "ratio_90": ci, "searched_rms": r, "best_rms_baseline": best_rms,
                "best_rms_baseline_score": base_rms[best_rms], "search_metric": meta.get("metric"),
                "search_n_samples": meta.get("n_samples"), "search_budget": meta.get("budget"),
                "search_score": meta.get("score", math.nan), "search_best_baseline_name": meta.get("best_baseline"),
@@ -228,7 +240,9 @@ def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int
         for name in FAMILIES:
             row[name] = min((v for k, v in base.items() if k.split("/")[0] == name), default=math.nan)
         rows.append(row)
-    extra = {"noise_floor": frechet.noise_floor("digits", n_held), "n_held": n_held, "screen": screen, "keep": keep,
+    n_floor = min(n_held, frechet.max_floor_n("digits"))
+    extra = {"noise_floor": frechet.noise_floor("digits", n_floor), "noise_floor_n": n_floor, "n_held": n_held,
+             "screen": screen, "keep": keep,
              "teacher_reference_fd": frechet.fd(held.ref, "digits"), "plots": save_grids(held, rows, list(grids))}
     return rows, extra
 

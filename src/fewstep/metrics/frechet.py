@@ -84,6 +84,21 @@ def fd_between(a: Stats, b: Stats) -> float:
     return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
 
 
+def paired_bootstrap_ratio(fa: Tensor, fb: Tensor, ref: Stats, n_boot: int = 200, seed: int = 0,
+                           q: tuple[float, float] = (0.05, 0.95)) -> tuple[float, float]:
+    """Quantiles of FD(a) / FD(b) over bootstrap resamples of paired samples (row k of fa and fb came from the same
+    noise, so both are resampled with the same indices): how much of a ratio is the sample, not the sampler."""
+    if fa.shape != fb.shape:
+        raise ValueError(f"paired features need equal shapes, got {tuple(fa.shape)} and {tuple(fb.shape)}")
+    g = torch.Generator().manual_seed(seed)
+    ratios = []
+    for _ in range(n_boot):
+        k = torch.randint(len(fa), (len(fa),), generator=g)
+        ratios.append(fd_between(stats_of(fa[k]), ref) / fd_between(stats_of(fb[k]), ref))
+    lo, hi = np.quantile(np.asarray(ratios), q)
+    return float(lo), float(hi)
+
+
 @functools.lru_cache(maxsize=4)
 def real_data(dataset: str) -> ImageData:
     """The data set's "all" split, loaded once (mnist5k parses a CSV; fashion is 60k images)."""
