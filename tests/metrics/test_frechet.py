@@ -157,3 +157,11 @@ def test_paired_bootstrap_ratio_brackets_a_real_difference():
     assert same == pytest.approx((1.0, 1.0))
     with pytest.raises(ValueError, match="paired features need equal shapes"):
         F.paired_bootstrap_ratio(z, z[:10], ref)
+
+
+def test_pixel_fd_needs_no_net_and_separates_real_from_blur(digits):
+    held = F.real_data("digits").x[F.real_halves("digits")[1]]
+    blurred = torch.nn.functional.avg_pool2d(held, 3, 1, 1)
+    assert F.fd_pixels(held, "digits") < F.fd_pixels(blurred, "digits")
+    with pytest.raises(ValueError, match="shape"):
+        F.fd_pixels(torch.zeros(5, 1, 4, 4), "digits")

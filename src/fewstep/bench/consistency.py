@@ -26,7 +26,7 @@ DATASET = "digits"
 RECIPES: dict[str, dict] = {
     "cd": {"steps": 4000, "horizon": 1000, "segments": 8, "teacher": "digits-edm", "batch": 64, "lr": 2e-4,
            "warmup": 50,
-           "ema_decay": 0.995, "N": 18, "dist": "l2", "solver": "heun", "label_dropout": 1.0},
+           "ema_decay": 0.995, "N": 18, "dist": "lpips", "solver": "heun", "label_dropout": 1.0},
     "ict": {"steps": 7000, "horizon": 2000, "segments": 16, "teacher": None, "batch": 64, "lr": 1e-3, "warmup": 100,
             "ema_decay": 0.998, "dropout": 0.1, "s0": 10, "s1": 1280, "label_dropout": 1.0},
 }
@@ -59,14 +59,26 @@ def best_two_step(cm: Any, n: int, seed: int, iters: int = 5) -> tuple[float, fl
     return ternary_search(lambda s: cm_fd(cm, [T, s], n, seed), 0.05, 5.0, iters)
 
 
-def teacher_fd(teacher: Any, n: int, seed: int, nfe: int = 35, name: str = "heun") -> float:
-    from ..metrics import fd
+def teacher_samples(teacher: Any, n: int, seed: int, nfe: int = 35, name: str = "heun") -> Tensor:
     from ..sampling import generate
     from ..solvers import get
 
     plan = get(name, nfe=nfe, sigma_min=teacher.sigma_min, sigma_max=teacher.sigma_max, grid="karras")
-    x, _ = generate(teacher, plan, n, seed=seed, batch=500)
-    return fd(x, DATASET)
+    return generate(teacher, plan, n, seed=seed, batch=500)[0]
+
+
+def teacher_fd(teacher: Any, n: int, seed: int, nfe: int = 35, name: str = "heun") -> float:
+    from ..metrics import fd
+
+    return fd(teacher_samples(teacher, n, seed, nfe, name), DATASET)
+
+
+def both_fds(x: Tensor) -> tuple[float, float]:
+    """(FD-digits, FD on raw pixels) of one sample: the second has no learned features in it."""
+    from ..metrics import fd
+    from ..metrics.frechet import fd_pixels
+
+    return fd(x, DATASET), fd_pixels(x, DATASET)
 
 
 def _shown(path: Path) -> str:
@@ -176,11 +188,12 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
 
     t0 = time.perf_counter()
     teach = load(teacher)
-    fd_t = teacher_fd(teach, n, seed=0)
-    rows, summary, extra = [["teacher Heun (EDM grid)", 35, fd_t, 1.0, "-"]], [], {"teacher_fd_35": fd_t}
+    fd_t, px_t = both_fds(teacher_samples(teach, n, seed=0))
+    rows, summary = [["teacher Heun (EDM grid)", 35, fd_t, 1.0, "-", px_t, 1.0]], []
+    extra: dict[str, Any] = {"teacher_fd_35": fd_t, "teacher_fd_pixels_35": px_t}
     for nfe in (2, 4):
-        v = teacher_fd(teach, n, 0, nfe, "dpm_solver_pp_2m")
-        rows.append(["teacher DPM-Solver++(2M)", nfe, v, v / fd_t, "-"])
+        v, px = both_fds(teacher_samples(teach, n, 0, nfe, "dpm_solver_pp_2m"))
+        rows.append(["teacher DPM-Solver++(2M)", nfe, v, v / fd_t, "-", px, px / px_t])
     curves = {}
     for label, spec, targets in (("digits-cd", cd, (1.3, 1.1)), ("digits-ict", ict, (2.5, 1.8))):
         try:
@@ -189,12 +202,13 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
             summary.append(f"{label}: not available ({e})")
             continue
         T = float(cm.sigma_max)
-        f1 = cm_fd(cm, [T], n, 0)
+        f1, p1 = both_fds(cm_samples(cm, n, 0, [T]))
         tau, _ = best_two_step(cm, search_n, seed=12345)
-        f2 = cm_fd(cm, [T, tau], n, 0)
-        rows += [[f"{label} 1-step", 1, f1, f1 / fd_t, f"<= {targets[0]}"],
-                 [f"{label} 2-step (tau={tau:.3g})", 2, f2, f2 / fd_t, f"<= {targets[1]}"]]
-        extra[label] = {"fd_1step": f1, "fd_2step": f2, "tau": tau, "ratio_1": f1 / fd_t, "ratio_2": f2 / fd_t}
+        f2, p2 = both_fds(cm_samples(cm, n, 0, [T, tau]))
+        rows += [[f"{label} 1-step", 1, f1, f1 / fd_t, f"<= {targets[0]}", p1, p1 / px_t],
+                 [f"{label} 2-step (tau={tau:.3g})", 2, f2, f2 / fd_t, f"<= {targets[1]}", p2, p2 / px_t]]
+        extra[label] = {"fd_1step": f1, "fd_2step": f2, "tau": tau, "ratio_1": f1 / fd_t, "ratio_2": f2 / fd_t,
+                        "fd_pixels_1step": p1, "fd_pixels_2step": p2}
         try:
             man = manifest(spec)
             extra[label]["wall_s"] = man.get("wall_s")
@@ -209,8 +223,9 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
     floor = noise_floor(DATASET, min(n, 898))
     summary.insert(0, f"FD-digits on n={n} samples against the real reference half; real-data noise floor at this n: "
                       f"{floor:.3g}. Teacher digits-edm at 35-NFE Heun: {fd_t:.3g}.")
-    tables = [{"title": "FD-digits, one run, same seeds (ratio = FD / teacher's 35-NFE Heun FD)",
-               "columns": ["sampler", "NFE", "FD", "ratio", "target"], "rows": rows}]
+    tables = [{"title": "FD-digits, one run, same seeds (ratio = FD / teacher's 35-NFE Heun FD); FD-pixels: the same "
+                        "samples on raw pixels, no network in the metric",
+               "columns": ["sampler", "NFE", "FD", "ratio", "target", "FD-pixels", "pixels ratio"], "rows": rows}]
     for label, c in curves.items():
         tables.append({"title": f"{label}: FD (n=500, 2-step at tau=0.5) against training time",
                        "columns": ["step", "wall s", "FD 1-step", "FD 2-step"],

@@ -26,8 +26,8 @@ def distill() -> None:
 @click.option("--s1", default=None, type=int, help="CT/iCT curriculum end [ct 150, ict 1280]")
 @click.option("--mu0", default=0.9, type=float, help="CT initial target EMA rate")
 @click.option("--horizon", default=None, type=int, help="K of the N(k) curriculum [--steps]")
-@click.option("--dist", default=None, type=click.Choice(["l2", "l1", "pseudo_huber"]),
-              help="distance [cd/ct l2, ict pseudo_huber]")
+@click.option("--dist", default=None, type=click.Choice(["l2", "l1", "pseudo_huber", "lpips"]),
+              help="distance [cd/ct l2, ict pseudo_huber]; lpips: perceptual, on a shipped net for the image shape")
 @click.option("--weight", default=None, type=click.Choice(["uniform", "snr", "snr+1", "karras", "truncated-snr",
                                                            "ict"]), help="lambda [cd/ct uniform, ict ict]")
 @click.option("--solver", default="heun", type=click.Choice(["heun", "euler", "ddim", "dpm_solver_2s"]),

@@ -22,7 +22,7 @@ from . import schedules as S
 from .teacher import teacher_step
 
 MODES = ("cd", "ct", "ict")
-DISTANCES = ("l2", "l1", "pseudo_huber")
+DISTANCES = ("l2", "l1", "pseudo_huber", "lpips")
 
 
 def student_config(teacher_config: dict[str, Any], sigma_min: float | None = None,
@@ -48,7 +48,12 @@ def make_student(teacher: nn.Module, dropout: float | None = None) -> nn.Module:
 
 def distance(name: str, a: Tensor, b: Tensor, c: float | None = None) -> Tensor:
     """d(a, b) per sample: 'l2' mean squared, 'l1' mean absolute (CM code `mean_flat`), 'pseudo_huber'
-    sqrt(||a - b||^2 + c^2) - c on the whole vector, c = 0.00054 sqrt(d) by default (iCT Sec. 3.3)."""
+    sqrt(||a - b||^2 + c^2) - c on the whole vector, c = 0.00054 sqrt(d) by default (iCT Sec. 3.3), 'lpips' the
+    perceptual distance of fewstep.metrics.perceptual (CM Sec. 6's best CD runs)."""
+    if name == "lpips":
+        from ..metrics.perceptual import lpips
+
+        return lpips(a, b).to(torch.float64)
     diff = (a - b).reshape(a.shape[0], -1).to(torch.float64)
     if name == "l2":
         return diff.square().mean(1)

@@ -33,6 +33,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     "digits_color": {"net": {"in_channels": 3, "size": 8, "widths": [32, 64, 128], "feat_dim": 128},
                      "epochs": 40, "batch": 64, "lr": 3e-3, "weight_decay": 5e-4, "shift": 1, "recolor": True,
                      "seed": 0},
+    # The perceptual nets of fewstep.metrics.perceptual: trained apart from the FD nets (other seed and widths),
+    # so a distillation loss on them is not the evaluation's own feature space.
+    "digits_perceptual": {"data": "digits", "net": {"in_channels": 1, "size": 8, "widths": [24, 48, 96],
+                                                    "feat_dim": 64},
+                          "epochs": 40, "batch": 64, "lr": 3e-3, "weight_decay": 5e-4, "shift": 1, "seed": 1},
 }
 
 
@@ -55,6 +60,15 @@ class FeatureCNN(nn.Module):
         self.feat = nn.Sequential(nn.Linear(c, feat_dim), nn.ReLU())
         self.head = nn.Linear(feat_dim, num_classes)
         self.shape = (in_channels, size, size)
+
+    def stages(self, x: Tensor) -> list[Tensor]:
+        """The activation map after each conv-BN-ReLU stage (the layers LPIPS compares)."""
+        out = []
+        for layer in self.body:
+            x = layer(x)
+            if isinstance(layer, nn.ReLU):
+                out.append(x)
+        return out
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate-layer features [B, feat_dim] of images in [-1, 1]."""
@@ -109,7 +123,8 @@ def train_classifier(name: str, recipe: dict[str, Any] | None = None, verbose: b
         if name not in RECIPES:
             raise KeyError(f"no classifier recipe for data set {name!r}; known: {', '.join(RECIPES)}")
         recipe = RECIPES[name]
-    train, test = data.get(name, "train"), data.get(name, "test")
+    source = recipe.get("data", name)  # a perceptual net names the data set it learns from
+    train, test = data.get(source, "train"), data.get(source, "test")
     if train.y is None:
         raise ValueError(f"data set {name!r} has no labels; a classifier needs a labelled data set")
     g = torch.Generator().manual_seed(recipe["seed"])

@@ -163,6 +163,18 @@ def fd(samples: Tensor, dataset: str) -> float:
     return fd_between(stats_of(features(samples, dataset)), reference_stats(dataset))
 
 
+def fd_pixels(samples: Tensor, dataset: str) -> float:
+    """FD on raw pixels (clamped to [-1, 1]) against the same reference half: no network in it, so a check on any
+    method whose loss uses learned features (fewstep.metrics.perceptual). Meaningful for small images only."""
+    if len(samples) < 2:
+        raise ValueError("FD needs at least 2 samples")
+    ref = real_data(dataset).x[real_halves(dataset)[0]]
+    if tuple(samples.shape[1:]) != tuple(ref.shape[1:]):
+        raise ValueError(f"samples have shape {tuple(samples.shape[1:])}, {dataset!r} images {tuple(ref.shape[1:])}")
+    flat = [t.detach().float().clamp(-1, 1).reshape(len(t), -1).double().cpu() for t in (samples, ref)]
+    return fd_between(*(stats_of(f) for f in flat))
+
+
 def max_floor_n(dataset: str) -> int:
     """The largest n whose noise floor can be measured (the size of the held-out half)."""
     return len(real_halves(dataset)[1])
