@@ -137,8 +137,10 @@ def test_pseudo_huber_limits():
     big = torch.full((3, 64), 10.0)
     torch.testing.assert_close(distance("pseudo_huber", a, big), torch.full((3,), 80.0 - c, dtype=torch.float64),
                                rtol=1e-6, atol=1e-6)
-    with pytest.raises(KeyError):
-        distance("lpips", a, b)
+    with pytest.raises(KeyError, match="unknown distance"):
+        distance("lpips_vgg", a, b)
+    with pytest.raises(ValueError, match="lpips needs two image batches"):
+        distance("lpips", a, b)  # vectors have no perceptual net
 
 
 def test_online_and_target_calls_share_dropout_masks():
