@@ -96,3 +96,13 @@ def test_editing_benchmark_reports_every_schedule():
     assert len(kept) == 8 and all(0 <= out[k] <= 1 for k in kept)
     assert {"superres_fd_cm_21step", "inpaint_right_21step_label_kept"} <= set(out)
     assert out["superres_fd_real"] < out["superres_fd_bicubic"]
+
+
+def test_colorization_benchmark_keeps_the_luma_and_reports_fd():
+    from fewstep.bench.consistency import colorization
+
+    out = colorization(_cm((3, 8, 8)), 40)
+    assert out["n"] == 40 and out["fd_real"] < out["fd_gray"]
+    for k in ("1step", "2step", "4step"):
+        assert out[f"luma_max_change_cm_{k}"] < 1e-5  # Alg. 4 keeps the luma coefficient
+        assert 0 <= out[f"label_kept_cm_{k}"] <= 1 and out[f"fd_cm_{k}"] > 0

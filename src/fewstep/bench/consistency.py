@@ -27,6 +27,8 @@ RECIPES: dict[str, dict] = {
     "cd": {"steps": 4000, "horizon": 1000, "segments": 8, "teacher": "digits-edm", "batch": 64, "lr": 2e-4,
            "warmup": 50,
            "ema_decay": 0.995, "N": 18, "dist": "lpips", "solver": "heun", "label_dropout": 1.0},
+    "color-cd": {"steps": 2000, "horizon": 1000, "segments": 4, "teacher": "digits-color-edm", "data": "digits_color",
+                 "batch": 64, "lr": 2e-4, "warmup": 50, "ema_decay": 0.995, "N": 18, "dist": "l2", "solver": "heun"},
     "ict": {"steps": 7000, "horizon": 2000, "segments": 16, "teacher": None, "batch": 64, "lr": 1e-3, "warmup": 100,
             "ema_decay": 0.998, "dropout": 0.1, "s0": 10, "s1": 1280, "label_dropout": 1.0},
 }
@@ -45,10 +47,10 @@ def cm_samples(cm: Any, n: int, seed: int, sigmas: list[float], batch: int = 500
     return torch.cat(outs)
 
 
-def cm_fd(cm: Any, sigmas: list[float], n: int, seed: int) -> float:
+def cm_fd(cm: Any, sigmas: list[float], n: int, seed: int, dataset: str = DATASET) -> float:
     from ..metrics import fd
 
-    return fd(cm_samples(cm, n, seed, sigmas), DATASET)
+    return fd(cm_samples(cm, n, seed, sigmas), dataset)
 
 
 def best_two_step(cm: Any, n: int, seed: int, iters: int = 5) -> tuple[float, float]:
@@ -91,7 +93,8 @@ def _shown(path: Path) -> str:
 
 def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, teacher: str | None = "digits-edm",
                      n_eval: int = 500, threads: int | None = None, ckpt: str | Path | None = None,
-                     horizon: int | None = None, extend: bool = False, **opts: Any) -> dict[str, Any]:
+                     horizon: int | None = None, extend: bool = False, data: str = DATASET,
+                     **opts: Any) -> dict[str, Any]:
     """Train `mode` (cd/ict) for `steps` steps in `segments` resumed pieces, scoring 1- and 2-step FD after each;
     writes out (.safetensors) and out with .json (manifest: command, seed, commit, metrics, wall time, curve).
     `horizon`: K of the N(k) curriculum (default steps). `extend`: continue a finished shorter run of the same
@@ -111,8 +114,8 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     tk = {k: v for k, v in opts.items()
           if k in {"batch", "lr", "warmup", "ema_decay", "seed", "ckpt_every", "label_dropout"}}
     dropout = opts.get("dropout")
-    ds = fsdata.get(DATASET, split="train")
-    args = {"teacher": teacher, "mode": mode, **{k: v for k, v in opts.items() if v is not None},
+    ds = fsdata.get(data, split="train")
+    args = {"teacher": teacher, "mode": mode, "data": data, **{k: v for k, v in opts.items() if v is not None},
             "horizon": horizon, "out": _shown(out)}
 
     def command(k: int) -> str:  # the one-shot command equal to the first k steps (exact resume)
@@ -133,8 +136,8 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
                       dropout=dropout)
         cm = load_model(out)
         T = float(cm.sigma_max)
-        curve.append({"step": k, "wall_s": round(res.wall_s, 1), "fd_1step": cm_fd(cm, [T], n_eval, 1),
-                      "fd_2step": cm_fd(cm, [T, 0.5], n_eval, 1), "loss": res.losses[-1]})
+        curve.append({"step": k, "wall_s": round(res.wall_s, 1), "fd_1step": cm_fd(cm, [T], n_eval, 1, data),
+                      "fd_2step": cm_fd(cm, [T, 0.5], n_eval, 1, data), "loss": res.losses[-1]})
         print(json.dumps(curve[-1]), flush=True)
         manifest = {"name": out.stem, "command": command(k), "seed": tk.get("seed", 0), "commit": git_commit(),
                     "wall_s": curve[-1]["wall_s"], "threads": torch.get_num_threads(),
@@ -179,8 +182,38 @@ def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     return out
 
 
+LUMA = (0.2989, 0.5870, 0.1140)  # the weights of fewstep.edit.transforms.luma
+
+
+def colorization(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
+    """Colorize the luma of held-out coloured digits with a colour CM: FD on the digits_color classifier against
+    the real colour reference (gray copied to 3 channels as the baseline), the label kept, and the largest change
+    of the luma, which Alg. 4 must keep exactly."""
+    from .. import data as fsdata
+    from ..edit import colorize
+    from ..metrics import class_probs, fd
+
+    name = "digits_color"
+    test = fsdata.get(name, split="test")
+    x, y = test.x[:n], test.y[:n]
+    w = torch.tensor(LUMA).view(1, 3, 1, 1)
+    gray = (x * w).sum(1, keepdim=True) / w.sum()
+    g = torch.Generator().manual_seed(seed)
+    T = float(cm.sigma_max)
+    out: dict[str, Any] = {"n": len(x), "fd_real": fd(x, name), "fd_gray": fd(gray.expand(-1, 3, -1, -1), name),
+                           "label_kept_real": (class_probs(x, name).argmax(1) == y).float().mean().item()}
+    for steps in ([T], [T, 0.5], [T, 2.0, 0.5, 0.1]):
+        r = colorize(cm, gray, steps, generator=g)
+        k = f"{len(steps)}step"
+        out[f"fd_cm_{k}"] = fd(r, name)
+        out[f"label_kept_cm_{k}"] = (class_probs(r, name).argmax(1) == y).float().mean().item()
+        out[f"luma_max_change_cm_{k}"] = ((r * w).sum(1, keepdim=True) / w.sum() - gray).abs().max().item()
+    return out
+
+
 def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-edm", n: int = 800,
-        search_n: int = 400, plots: str | None = "bench-results") -> dict[str, Any]:
+        search_n: int = 400, plots: str | None = "bench-results", color: str | None = "digits-color-cd"
+        ) -> dict[str, Any]:
     """The whole benchmark; returns the write_result payload."""
     from ..metrics import noise_floor
     from ..sampling import save_grid
@@ -220,6 +253,15 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
             save_grid(cm_samples(cm, 64, 0, [T, tau]), Path(plots) / f"consistency-{label}-2step.png", nrow=8)
         if label == "digits-cd":
             extra["editing"] = editing(cm, 300)
+    if color:
+        try:
+            ccm = load(color)
+        except (KeyError, FileNotFoundError) as e:
+            summary.append(f"colorization: no colour model ({e})")
+        else:
+            extra["colorization"] = colorization(ccm, 300)
+            if plots:
+                save_grid(_colour_strip(ccm), Path(plots) / "consistency-colorize.png", nrow=8)
     floor = noise_floor(DATASET, min(n, 898))
     summary.insert(0, f"FD-digits on n={n} samples against the real reference half; real-data noise floor at this n: "
                       f"{floor:.3g}. Teacher digits-edm at 35-NFE Heun: {fd_t:.3g}.")
@@ -235,6 +277,11 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
         tables.append({"title": f"Zero-shot editing with digits-cd on {e['n']} held-out digits",
                        "columns": ["task", "metric", "value"],
                        "rows": [[k.split("_")[0], k, v] for k, v in e.items() if k != "n"]})
+    if "colorization" in extra:
+        c = extra["colorization"]
+        tables.append({"title": f"Zero-shot colorization with {color} on {c['n']} held-out coloured digits (FD on the "
+                                "digits_color classifier; luma change: what Alg. 4 must keep, float round-off only)",
+                       "columns": ["metric", "value"], "rows": [[k, v] for k, v in c.items() if k != "n"]})
     plot_paths = []
     if plots and curves:
         fd_t500 = teacher_fd(teach, 500, seed=1)  # the curves' own n and seeds
@@ -244,6 +291,20 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
         plot_paths += [str(p) for p in sorted(Path(plots).glob("consistency-digits-*.png"))]
     return {"title": "Consistency models (CD, iCT) and zero-shot editing", "summary": summary, "tables": tables,
             "plots": plot_paths, "raw": extra, "bench_wall_s": time.perf_counter() - t0}
+
+
+def _colour_strip(cm: Any, k: int = 8) -> Tensor:
+    """Rows for the picture: real colour digits, their luma, 1-step and 2-step colorizations."""
+    from .. import data as fsdata
+    from ..edit import colorize
+
+    x = fsdata.get("digits_color", split="test").x[:k]
+    w = torch.tensor(LUMA).view(1, 3, 1, 1)
+    gray = (x * w).sum(1, keepdim=True) / w.sum()
+    g = torch.Generator().manual_seed(0)
+    T = float(cm.sigma_max)
+    return torch.cat([x, gray.expand(-1, 3, -1, -1), colorize(cm, gray, [T], generator=g),
+                      colorize(cm, gray, [T, 0.5], generator=g)])
 
 
 def _plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, fd_teacher: float) -> str:

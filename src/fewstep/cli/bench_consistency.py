@@ -1,5 +1,5 @@
 """`fewstep bench consistency`: teacher vs digits-cd / digits-ict FD at 1 and 2 steps, the FD-vs-training-time
-curves, and zero-shot editing; `--train cd|ict` first rebuilds that zoo model while recording its curve."""
+curves, and zero-shot editing; `--train cd|ict|color-cd` first rebuilds that zoo model while recording its curve."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import click
 @click.option("--teacher", default="digits-edm", help="teacher (zoo name or path)")
 @click.option("--n", default=800, type=int, help="samples per FD")
 @click.option("--search-n", default=400, type=int, help="samples per FD inside the 2-step ternary search")
-@click.option("--train", "train_mode", default=None, type=click.Choice(["cd", "ict"]),
+@click.option("--train", "train_mode", default=None, type=click.Choice(["cd", "ict", "color-cd"]),
               help="first retrain this zoo model (segments + curve), as recorded in its manifest")
-@click.option("--steps", default=None, type=int, help="with --train: training steps [cd 4000, ict 7000]")
+@click.option("--steps", default=None, type=int, help="with --train: training steps [cd 4000, ict 7000, color-cd 2000]")
 @click.option("--extend", is_flag=True, help="with --train: continue the shipped run from its checkpoint")
 @click.option("--threads", default=None, type=int, help="torch CPU threads")
 @click.option("--json", "as_json", is_flag=True, help="print the result payload as JSON")
@@ -37,8 +37,8 @@ def consistency(cd: str, ict: str, teacher: str, n: int, search_n: int, train_mo
         if steps is not None:
             recipe["steps"] = steps
         name = f"digits-{train_mode}"
-        train_with_curve(train_mode, FILES / f"{name}.safetensors", ckpt=f"/tmp/fewstep-{name}.ckpt.pt",
-                         threads=threads, extend=extend, **recipe)
+        train_with_curve(train_mode.removeprefix("color-"), FILES / f"{name}.safetensors",
+                         ckpt=f"/tmp/fewstep-{name}.ckpt.pt", threads=threads, extend=extend, **recipe)
     payload = run(cd=cd, ict=ict, teacher=teacher, n=n, search_n=search_n)
     path = write_result("consistency", payload)
     if as_json:
