@@ -7,7 +7,18 @@ import pytest
 import torch
 
 from fewstep.distill import GaussianConsistency
-from fewstep.edit import algorithm4, colorize, denoise, inpaint, interpolate, slerp, stroke, superres
+from fewstep.edit import (
+    algorithm4,
+    colorize,
+    denoise,
+    inpaint,
+    interpolate,
+    select_consistent,
+    self_consistency,
+    slerp,
+    stroke,
+    superres,
+)
 from fewstep.edit import transforms as Tr
 
 
@@ -93,8 +104,9 @@ def test_editing_benchmark_reports_every_schedule():
 
     out = editing(_cm(), 40)
     kept = [k for k in out if k.startswith("inpaint_")]
-    assert len(kept) == 8 and all(0 <= out[k] <= 1 for k in kept)
-    assert {"superres_fd_cm_21step", "inpaint_right_21step_label_kept"} <= set(out)
+    assert len(kept) == 10 and all(0 <= out[k] <= 1 for k in kept)
+    assert {"superres_fd_cm_21step", "inpaint_right_21step_label_kept", "inpaint_lower_21step_x4_label_kept"} \
+        <= set(out)
     assert out["superres_fd_real"] < out["superres_fd_bicubic"]
 
 
@@ -106,3 +118,43 @@ def test_colorization_benchmark_keeps_the_luma_and_reports_fd():
     for k in ("1step", "2step", "4step"):
         assert out[f"luma_max_change_cm_{k}"] < 1e-5  # Alg. 4 keeps the luma coefficient
         assert 0 <= out[f"label_kept_cm_{k}"] <= 1 and out[f"fd_cm_{k}"] > 0
+
+
+def test_self_consistency_prefers_the_edit_that_fits_the_known_part():
+    # A toy CM that couples every pixel (f = the image mean everywhere): an edit whose generated half agrees with
+    # the kept half (both ~ y) is reconstructed closer to y on the kept half than one whose generated half is off.
+    def cm(x, sigma, cond=None):
+        return x.mean((1, 2, 3), keepdim=True).expand_as(x)
+
+    g = torch.Generator().manual_seed(0)
+    y = 0.1 * torch.randn(6, 1, 8, 8, generator=g)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 4:, :] = 1
+    good, bad = y.clone(), y + 3.0 * mask
+    err_good = self_consistency(cm, good, y, Tr.identity(), mask.expand_as(y), generator=g)
+    err_bad = self_consistency(cm, bad, y, Tr.identity(), mask.expand_as(y), generator=g)
+    assert (err_good < err_bad).all()
+    mixed = torch.where(torch.arange(6)[:, None, None, None] % 2 == 0, good, bad)
+    pick = select_consistent(cm, y, Tr.identity(), mask.expand_as(y), [mixed, good, bad], generator=g)
+    torch.testing.assert_close(pick, good)
+
+
+def test_candidates_keep_the_known_pixels_and_count_calls():
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cm, self.sigma_min, self.sigma_max, self.shape = _cm(), 0.002, 80.0, (1, 8, 8)
+
+        def forward(self, x, sigma, cond=None):
+            calls.append(1)
+            return self.cm(x, sigma, cond)
+
+    y = torch.rand(3, 1, 8, 8) * 2 - 1
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :, 4:] = 1
+    out = inpaint(Counting(), y, mask, [80.0, 1.0, 0.5], generator=torch.Generator().manual_seed(0), candidates=3,
+                  check_repeats=2)
+    assert len(calls) == 3 * 3 + 3 * 2
+    assert torch.equal(out * (1 - mask), y * (1 - mask))

@@ -45,12 +45,15 @@ def _mask(kind: str, shape: tuple[int, ...]) -> Any:
 @click.option("--sigmas", default=None, help="comma-separated sigmas of Alg. 4 [sigma_max]; stroke: start sigma first")
 @click.option("--mask", "mask_kind", default="lower", help="inpaint mask: lower, right or center half/box")
 @click.option("--factor", default=2, type=int, help="superres factor (8x8 -> 4x4 -> 8x8 for 2)")
+@click.option("--candidates", default=1, type=click.IntRange(1),
+              help="inpaint/superres/colorize: run K chains, keep per image the one whose known part the model "
+                   "reconstructs best (self-consistency)")
 @click.option("--noise", "noise_sigma", default=0.5, type=float, help="denoise: sigma of the added noise")
 @click.option("--out", default="edit.png", type=click.Path(dir_okay=False), help="PNG grid: inputs, results, truth")
 @json_option
 @common
 def edit(op: str, model: str, data_name: str | None, n: int, sigmas: str | None, mask_kind: str, factor: int,
-         noise_sigma: float, out: str, as_json: bool, device: str, seed: int) -> None:
+         candidates: int, noise_sigma: float, out: str, as_json: bool, device: str, seed: int) -> None:
     """Zero-shot editing with a consistency model (inpaint, superres, colorize, stroke, denoise, interpolate)."""
     import torch
     import torch.nn.functional as F
@@ -71,14 +74,14 @@ def edit(op: str, model: str, data_name: str | None, n: int, sigmas: str | None,
     s = _sigmas(sigmas, float(cm.sigma_max)) if (sigmas or op != "stroke") else [2.0, 0.5]
     if op == "inpaint":
         m = _mask(mask_kind, tuple(x.shape[1:])).to(device)
-        inp, res = x * (1 - m) - m, E.inpaint(cm, x, m, s, generator=g)
+        inp, res = x * (1 - m) - m, E.inpaint(cm, x, m, s, generator=g, candidates=candidates)
     elif op == "superres":
         low = F.avg_pool2d(x, factor)
-        inp, res = F.interpolate(low, scale_factor=factor, mode="nearest"), E.superres(cm, low, factor, s, generator=g)
+        inp = F.interpolate(low, scale_factor=factor, mode="nearest")
+        res = E.superres(cm, low, factor, s, generator=g, candidates=candidates)
     elif op == "colorize":
-        w = torch.tensor([0.2989, 0.5870, 0.1140], device=device)[:, None, None]
-        gray = (x * w).sum(1, keepdim=True) / w.sum()
-        inp, res = gray.expand(-1, 3, -1, -1), E.colorize(cm, gray, s, generator=g)
+        gray = E.transforms.to_gray(x)
+        inp, res = gray.expand(-1, 3, -1, -1), E.colorize(cm, gray, s, generator=g, candidates=candidates)
     elif op == "stroke":
         inp = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest").sign()  # a crude 'stroke' painting
         res = E.stroke(cm, inp, s, generator=g)
@@ -90,7 +93,8 @@ def edit(op: str, model: str, data_name: str | None, n: int, sigmas: str | None,
         res = E.interpolate(cm, z[:1], z[1:], [i / (n - 1) for i in range(n)])[:, 0]
         inp, x = res, res
     save_grid(torch.cat([inp, res, x]).cpu(), out, nrow=len(res))
-    result: dict[str, Any] = {"op": op, "model": model, "n": len(res), "sigmas": s, "out": out}
+    result: dict[str, Any] = {"op": op, "model": model, "n": len(res), "sigmas": s, "candidates": candidates,
+                              "out": out}
     if x.shape[1] == 1 and op != "interpolate" and ds.y is not None and ds.name == "digits":
         y = ds.y[:n].to(device)
         result["label_kept"] = (class_probs(res, "digits").argmax(1) == y).float().mean().item()

@@ -3,8 +3,19 @@ mask; inpainting, super-resolution, colorization, stroke guidance, denoising, in
 
 from __future__ import annotations
 
-from .ops import algorithm4, colorize, denoise, inpaint, interpolate, slerp, stroke, superres
+from .ops import (
+    algorithm4,
+    colorize,
+    denoise,
+    inpaint,
+    interpolate,
+    select_consistent,
+    self_consistency,
+    slerp,
+    stroke,
+    superres,
+)
 from .transforms import Orthogonal, identity, luma, patch_mean
 
 __all__ = ["Orthogonal", "algorithm4", "colorize", "denoise", "identity", "inpaint", "interpolate", "luma",
-           "patch_mean", "slerp", "stroke", "superres"]
+           "patch_mean", "select_consistent", "self_consistency", "slerp", "stroke", "superres"]

@@ -29,10 +29,15 @@ def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 @torch.no_grad()
 def algorithm4(cm: Any, y: Tensor, A: Tr.Orthogonal, omega: Tensor, sigmas: Sequence[float] | None = None,
-               generator: torch.Generator | None = None, cond: Any = None, clip: float | None = 1.0) -> Tensor:
+               generator: torch.Generator | None = None, cond: Any = None, clip: float | None = 1.0,
+               candidates: int = 1, check_sigma: float = 0.5, check_repeats: int = 4) -> Tensor:
     """CM Alg. 4: generate the coefficients where omega = 1 (in A's space), keep A y where omega = 0 exactly
     (up to the float64 round trip of A). `sigmas` (non-increasing; repeats resample) default [cm.sigma_max];
-    clip clamps f's output as the CM code."""
+    clip clamps f's output as the CM code. candidates > 1: run that many chains and keep, per sample, the one
+    that fits the known part best (`self_consistency`): candidates * (len(sigmas) + check_repeats) calls."""
+    if candidates > 1:
+        xs = [algorithm4(cm, y, A, omega, sigmas, generator, cond, clip) for _ in range(candidates)]
+        return select_consistent(cm, y, A, omega, xs, check_sigma, check_repeats, generator, cond)
     check_denoiser(cm)
     s = [float(cm.sigma_max)] if sigmas is None else [float(v) for v in sigmas]
     if any(b > a for a, b in zip(s, s[1:], strict=False)) or s[-1] < cm.sigma_min or s[0] > cm.sigma_max:
@@ -50,6 +55,29 @@ def algorithm4(cm: Any, y: Tensor, A: Tr.Orthogonal, omega: Tensor, sigmas: Sequ
     for tau in s[1:]:
         x = replace(cm(x + math.sqrt(max(tau**2 - eps**2, 0.0)) * _noise(x, generator), tau, cond))
     return x
+
+
+@torch.no_grad()
+def self_consistency(cm: Any, x: Tensor, y: Tensor, A: Tr.Orthogonal, omega: Tensor, sigma: float = 0.5,
+                     repeats: int = 4, generator: torch.Generator | None = None, cond: Any = None) -> Tensor:
+    """Per-sample misfit [B] of an edit x with the known part of y: noise x to `sigma`, denoise with the CM, and
+    measure || (A f(x + sigma z, sigma) - A y) (1 - omega) ||^2, summed over `repeats` noises. An x whose generated
+    part disagrees with the kept part is pulled away from it by f, so a small misfit marks a coherent edit."""
+    keep = (1 - omega.to(torch.float64))
+    err = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    for _ in range(repeats):
+        d = cm(x + sigma * _noise(x, generator), sigma, cond)
+        err += ((A.forward(d) - A.forward(y)) * keep).flatten(1).square().sum(1)
+    return err
+
+
+def select_consistent(cm: Any, y: Tensor, A: Tr.Orthogonal, omega: Tensor, xs: Sequence[Tensor], sigma: float = 0.5,
+                      repeats: int = 4, generator: torch.Generator | None = None, cond: Any = None) -> Tensor:
+    """Of several edits of the same inputs, keep per sample the one with the smallest `self_consistency` misfit
+    (a best-of-k selection that needs no classifier and no labels)."""
+    err = torch.stack([self_consistency(cm, x, y, A, omega, sigma, repeats, generator, cond) for x in xs])
+    pick = err.argmin(0)
+    return torch.stack(list(xs))[pick, torch.arange(len(pick), device=pick.device)]
 
 
 def inpaint(cm: Any, y: Tensor, mask: Tensor, sigmas: Sequence[float] | None = None, **kw: Any) -> Tensor:

@@ -40,9 +40,18 @@ def identity() -> Orthogonal:
     return Orthogonal("identity", lambda x: x.to(torch.float64), lambda c: c)
 
 
+LUMA_WEIGHTS = (0.2989, 0.5870, 0.1140)  # ITU-R BT.601, as the CM code
+
+
+def to_gray(x: Tensor) -> Tensor:
+    """The luma of colour images [B, 3, H, W] as [B, 1, H, W], scaled so a gray image maps to itself."""
+    w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True) / w.sum()
+
+
 def luma() -> Orthogonal:
     """Per-pixel colour basis, coefficient 0 = luma / ||luma weights|| (CM `iterative_colorization`)."""
-    Q = basis(torch.tensor([0.2989, 0.5870, 0.1140]))
+    Q = basis(torch.tensor(LUMA_WEIGHTS))
 
     def fwd(x: Tensor) -> Tensor:
         if x.shape[1] != 3:
