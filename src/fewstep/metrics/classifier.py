@@ -38,6 +38,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "digits_perceptual": {"data": "digits", "net": {"in_channels": 1, "size": 8, "widths": [24, 48, 96],
                                                     "feat_dim": 64},
                           "epochs": 40, "batch": 64, "lr": 3e-3, "weight_decay": 5e-4, "shift": 1, "seed": 1},
+    "digits_color_perceptual": {"data": "digits_color", "net": {"in_channels": 3, "size": 8, "widths": [24, 48, 96],
+                                                                "feat_dim": 64},
+                                "epochs": 40, "batch": 64, "lr": 3e-3, "weight_decay": 5e-4, "shift": 1, "seed": 1},
 }
 
 
