@@ -290,6 +290,8 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
         plot_paths.append(_plot_curves(curves, Path(plots) / "consistency-curve.png", fd_t500))
     if plots:
         plot_paths += [str(p) for p in sorted(Path(plots).glob("consistency-digits-*.png"))]
+        if "colorization" in extra:
+            plot_paths.append(str(Path(plots) / "consistency-colorize.png"))
     return {"title": "Consistency models (CD, iCT) and zero-shot editing", "summary": summary, "tables": tables,
             "plots": plot_paths, "raw": extra, "bench_wall_s": time.perf_counter() - t0}
 
