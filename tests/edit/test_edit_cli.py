@@ -32,3 +32,13 @@ def test_every_op_writes_a_grid(tmp_path, op):
 def test_colorize_with_a_gray_model_is_refused(tmp_path):
     r = CliRunner().invoke(edit, ["--op", "colorize", "--model", _tiny(tmp_path, 1), "--n", "2"])
     assert r.exit_code != 0 and "colour model" in r.output
+
+
+def test_default_models_follow_the_op(tmp_path):
+    if not {"digits-cd", "digits-color-cd"} <= set(fs.zoo.names()):
+        pytest.skip("shipped consistency models not present")
+    for op, model in (("colorize", "digits-color-cd"), ("inpaint", "digits-cd")):
+        r = CliRunner().invoke(edit, ["--op", op, "--n", "2", "--candidates", "2", "--out", str(tmp_path / "e.png"),
+                                      "--json"])
+        assert r.exit_code == 0, r.output
+        assert f'"model": "{model}"' in r.output and '"candidates": 2' in r.output

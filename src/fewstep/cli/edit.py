@@ -39,7 +39,8 @@ def _mask(kind: str, shape: tuple[int, ...]) -> Any:
 
 @click.command(context_settings={"show_default": True})
 @click.option("--op", required=True, type=click.Choice(OPS))
-@click.option("--model", default="digits-cd", help="consistency model (zoo name or path); a colour one for colorize")
+@click.option("--model", default=None,
+              help="consistency model (zoo name or path) [digits-cd; digits-color-cd for colorize]")
 @click.option("--data", "data_name", default=None, help="data set of the inputs [digits; digits_color for colorize]")
 @click.option("--n", default=16, type=int, help="number of held-out (test split) images to edit")
 @click.option("--sigmas", default=None, help="comma-separated sigmas of Alg. 4 [sigma_max]; stroke: start sigma first")
@@ -52,7 +53,7 @@ def _mask(kind: str, shape: tuple[int, ...]) -> Any:
 @click.option("--out", default="edit.png", type=click.Path(dir_okay=False), help="PNG grid: inputs, results, truth")
 @json_option
 @common
-def edit(op: str, model: str, data_name: str | None, n: int, sigmas: str | None, mask_kind: str, factor: int,
+def edit(op: str, model: str | None, data_name: str | None, n: int, sigmas: str | None, mask_kind: str, factor: int,
          candidates: int, noise_sigma: float, out: str, as_json: bool, device: str, seed: int) -> None:
     """Zero-shot editing with a consistency model (inpaint, superres, colorize, stroke, denoise, interpolate)."""
     import torch
@@ -64,6 +65,7 @@ def edit(op: str, model: str, data_name: str | None, n: int, sigmas: str | None,
     from ..sampling import save_grid
     from ..zoo import load
 
+    model = model or ("digits-color-cd" if op == "colorize" else "digits-cd")
     cm = load(model, device)
     ds = fsdata.get(data_name or ("digits_color" if op == "colorize" else "digits"), split="test")
     if tuple(ds.shape) != tuple(cm.shape):
