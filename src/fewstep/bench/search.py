@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ..search import evolve
 from ..search import predictor as P
@@ -137,23 +138,33 @@ DIGITS = "digits-edm"
 FAMILIES = ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh2", "heun", "ipndm")
 
 
-def _fd_rms(held: Scorer, plan: Any) -> tuple[float, float]:
-    """FD-digits and RMS-to-reference of one plan's samples from the held-out noise (one sampling pass)."""
+def _samples(held: Scorer, plan: Any) -> Tensor | None:
+    """One plan's samples from the held-out noise, or None when the plan diverges."""
     try:
-        x = held.run(plan)
+        return held.run(plan)
     except (FloatingPointError, RuntimeError, torch.linalg.LinAlgError):
+        return None
+
+
+def _scores(held: Scorer, x: Tensor | None) -> tuple[float, float]:
+    """FD-digits and RMS-to-reference of samples from the held-out noise (inf for a diverged plan)."""
+    if x is None:
         return math.inf, math.inf
     return held.score(x, "fd"), held.score(x, "rms")
 
 
-def _ratio_interval(held: Scorer, plan: Any, base: Any) -> list[float]:
-    """90% paired-bootstrap interval of FD(plan) / FD(base) on the held-out noise (metrics.frechet)."""
+def _fd_rms(held: Scorer, plan: Any) -> tuple[float, float]:
+    """FD-digits and RMS-to-reference of one plan's samples from the held-out noise (one sampling pass)."""
+    return _scores(held, _samples(held, plan))
+
+
+def _ratio_interval(xa: Tensor | None, xb: Tensor | None) -> list[float]:
+    """90% paired-bootstrap interval of FD(a) / FD(b) for two plans' samples from the same noise (metrics.frechet)."""
     from ..metrics import frechet
 
-    try:
-        fa, fb = (frechet.features(held.run(p), "digits") for p in (plan, base))
-    except (FloatingPointError, RuntimeError, ValueError, torch.linalg.LinAlgError):
+    if xa is None or xb is None or not (torch.isfinite(xa).all() and torch.isfinite(xb).all()):
         return [math.nan, math.nan]
+    fa, fb = (frechet.features(x, "digits") for x in (xa, xb))
     return list(frechet.paired_bootstrap_ratio(fa, fb, frechet.reference_stats("digits")))
 
 
@@ -220,13 +231,15 @@ def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int
         base_plans = Space(nfe, lo, hi).baselines()
         screened = {p.name: pre(p) for p in base_plans} if pre is not None else {}
         chosen = sorted(screened, key=lambda k: _finite(screened[k]))[:keep]
-        base, base_rms = {}, {}
+        base, base_rms, xs = {}, {}, {}
         for p in base_plans:
             if pre is None or p.name in chosen:
-                base[p.name], base_rms[p.name] = _fd_rms(held, p)
-        fd, r = _fd_rms(held, plan)
+                xs[p.name] = _samples(held, p)
+                base[p.name], base_rms[p.name] = _scores(held, xs[p.name])
+        x_plan = _samples(held, plan)
+        fd, r = _scores(held, x_plan)
         best, best_rms = _best(base), _best(base_rms)
-        ci = _ratio_interval(held, plan, next(p for p in base_plans if p.name == best))
+        ci = _ratio_interval(x_plan, xs[best])
         row = {"nfe": nfe, "searched": fd, "best_baseline": best, "best_baseline_score": base[best],
                "ratio": fd / base[best], "ratio_90": ci, "searched_rms": r, "best_rms_baseline": best_rms,
                "best_rms_baseline_score": base_rms[best_rms], "search_metric": meta.get("metric"),
