@@ -155,7 +155,7 @@ def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     inpainting the best of 4 such chains by self-consistency (fewstep.edit.select_consistent, 100 calls)."""
     from .. import data as fsdata
     from ..edit import inpaint, superres
-    from ..metrics import class_probs, fd
+    from ..metrics import confidence, fd
 
     test = fsdata.get(DATASET, split="test")
     x, y = test.x[:n], test.y[:n]
@@ -164,18 +164,18 @@ def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     # 1, 2 and 4 steps of Alg. 4, and 21 calls that resample 4 times at each of 5 levels from 2 down to 0.3
     schedules = ([T], [T, 0.5], [T, 2.0, 0.5, 0.1], [T] + [float(v) for v in torch.logspace(
         math.log10(2.0), math.log10(0.3), 5) for _ in range(4)])
-    out: dict[str, Any] = {"n": len(x), "real_accuracy": (class_probs(x, DATASET).argmax(1) == y).float().mean().item()}
+    out: dict[str, Any] = {"n": len(x), "real_accuracy": confidence(x, DATASET, labels=y)["accuracy"]}
     for name, sl in (("lower", (slice(None), slice(None), slice(4, 8), slice(None))),
                      ("right", (slice(None), slice(None), slice(None), slice(4, 8)))):
         mask = torch.zeros(1, *x.shape[1:])
         mask[sl] = 1
         for steps in schedules:
             r = inpaint(cm, x, mask, steps, generator=g)
-            acc = (class_probs(r, DATASET).argmax(1) == y).float().mean().item()
+            acc = confidence(r, DATASET, labels=y)["accuracy"]
             out[f"inpaint_{name}_{len(steps)}step_label_kept"] = acc
         # best of 4 chains of the 21-call schedule by self-consistency (4 x 21 + 4 x 4 = 100 calls)
         r = inpaint(cm, x, mask, schedules[-1], generator=g, candidates=4)
-        out[f"inpaint_{name}_21step_x4_label_kept"] = (class_probs(r, DATASET).argmax(1) == y).float().mean().item()
+        out[f"inpaint_{name}_21step_x4_label_kept"] = confidence(r, DATASET, labels=y)["accuracy"]
     low = F.avg_pool2d(x, 2)
     bicubic = F.interpolate(low, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
     out["superres_fd_bicubic"] = fd(bicubic, DATASET)
@@ -193,7 +193,7 @@ def colorization(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     from .. import data as fsdata
     from ..edit import colorize
     from ..edit.transforms import to_gray
-    from ..metrics import class_probs, fd
+    from ..metrics import confidence, fd
 
     name = "digits_color"
     test = fsdata.get(name, split="test")
@@ -202,12 +202,12 @@ def colorization(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     g = torch.Generator().manual_seed(seed)
     T = float(cm.sigma_max)
     out: dict[str, Any] = {"n": len(x), "fd_real": fd(x, name), "fd_gray": fd(gray.expand(-1, 3, -1, -1), name),
-                           "label_kept_real": (class_probs(x, name).argmax(1) == y).float().mean().item()}
+                           "label_kept_real": confidence(x, name, labels=y)["accuracy"]}
     for steps in ([T], [T, 0.5], [T, 2.0, 0.5, 0.1]):
         r = colorize(cm, gray, steps, generator=g)
         k = f"{len(steps)}step"
         out[f"fd_cm_{k}"] = fd(r, name)
-        out[f"label_kept_cm_{k}"] = (class_probs(r, name).argmax(1) == y).float().mean().item()
+        out[f"label_kept_cm_{k}"] = confidence(r, name, labels=y)["accuracy"]
         out[f"luma_max_change_cm_{k}"] = (to_gray(r) - gray).abs().max().item()
     return out
 
