@@ -38,3 +38,13 @@ def test_errors_and_colour():
         fs.data.get("cifar10")
     c = fs.data.get("digits_color")
     assert c.x.shape[1] == 3 and torch.isfinite(c.x).all()
+    c8 = fs.data.get("digits_color_x8")
+    assert c8.name == "digits_color" and len(c8) == 8 * len(c) and torch.equal(c8.x[:len(c)], c.x)
+    assert torch.equal(c8.y, c.y.repeat(8)) and not torch.equal(c8.x[len(c):2 * len(c)], c.x)
+    # every copy is the same digit's ink under another tint: u = a fg + (1 - a) bg, a the gray digit
+    a = ((fs.data.get("digits").x[5] + 1) / 2).reshape(-1, 1)
+    u = ((c8.x[len(c) + 5] + 1) / 2).reshape(3, -1).T
+    coef = torch.linalg.lstsq(torch.cat([a, 1 - a], 1), u).solution  # rows: fg, bg
+    assert torch.allclose(torch.cat([a, 1 - a], 1) @ coef, u, atol=1e-5)
+    assert ((coef >= 0) & (coef <= 1)).all()
+    assert torch.equal(fs.data.get("digits_color_x8", split="test").x, fs.data.get("digits_color", split="test").x)

@@ -36,3 +36,16 @@ def test_train_bad_options_fail_clearly(tmp_path):
     r = CliRunner().invoke(cli, ["train", "--data", "moons", "--net", "unet", "--no-cond", "--out",
                                  str(tmp_path / "m.safetensors")])
     assert r.exit_code != 0 and "--net mlp" in r.output
+
+
+def test_a_loader_of_a_known_distribution_is_scored_as_that_distribution(tmp_path):
+    from fewstep.sampling import dataset_of
+
+    out = str(tmp_path / "c.safetensors")
+    args = [a if a != "digits" else "digits_color_x8" for a in TINY]
+    r = CliRunner().invoke(cli, [*args, "--no-cond", "--steps", "1", "--cooldown", "1", "--out", out])
+    assert r.exit_code == 0, r.output
+    cfg = read_config(out)
+    assert cfg["data"] == {"name": "digits_color", "loader": "digits_color_x8", "split": "train"}
+    assert dataset_of(load_model(out)) == "digits_color" and cfg["train"]["cooldown"] == 1
+    assert "--cooldown 1" in cfg["train"]["command"]

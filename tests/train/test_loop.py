@@ -9,7 +9,7 @@ from fewstep import data
 from fewstep.errors import CheckpointError
 from fewstep.io import load_model, read_config
 from fewstep.train import TrainConfig, edm_loss, load_checkpoint, train
-from fewstep.train.loop import batch_indices, ema_from_checkpoint
+from fewstep.train.loop import batch_indices, ema_from_checkpoint, lr_factor
 
 
 def _toy(n=64, dim=3, k=3):
@@ -68,6 +68,30 @@ def test_resume_continues_exactly(tmp_path):
     assert torch.equal(den(x, 0.7, labels), resumed.den(x, 0.7, labels))
     assert torch.equal(ema_from_checkpoint(tmp_path / "half.ckpt.pt")(x, 0.7), den(x, 0.7))
     assert read_config(tmp_path / "half.safetensors")["train"]["steps"] == 8
+
+
+def test_cooldown_decays_linearly_to_zero_over_the_last_steps():
+    cfg = _cfg(steps=10, warmup=2, cooldown=4)
+    f = [lr_factor(cfg, s) for s in range(10)]
+    assert f[:6] == [0.5, 1, 1, 1, 1, 1] and f[6:] == [1.0, 0.75, 0.5, 0.25]
+    assert [lr_factor(_cfg(steps=10, warmup=2), s) for s in range(10)] == [0.5] + [1.0] * 9
+    with pytest.raises(ValueError, match="cooldown"):
+        _cfg(steps=4, cooldown=5)
+
+
+def test_cooldown_branches_exactly_from_a_stable_checkpoint(tmp_path):
+    ds, mc = _toy(), _mlp_config()
+    full = train(mc, ds, _cfg(steps=8, cooldown=4), out=tmp_path / "full.safetensors")
+    stable = train(mc, ds, _cfg(steps=4), out=tmp_path / "b.safetensors")
+    branched = train(mc, ds, _cfg(steps=8, cooldown=4), out=tmp_path / "b.safetensors", resume=True)
+    sa, sb = full.raw.state_dict(), branched.raw.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and full.losses == branched.losses
+    sc = train(mc, ds, _cfg(steps=8), out=tmp_path / "c.safetensors").raw.state_dict()
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)  # the cool-down did change the run
+    assert stable.step == 4
+    # a checkpoint written inside its cool-down cannot be stretched into another schedule
+    with pytest.raises(CheckpointError, match="cool-down"):
+        train(mc, ds, _cfg(steps=12, cooldown=4), out=tmp_path / "full.safetensors", resume=True)
 
 
 def test_batches_cover_each_epoch_once_and_split_across_ranks():

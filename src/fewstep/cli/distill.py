@@ -58,7 +58,8 @@ def consistency(ctx: click.Context, **o: Any) -> None:
     cc = ConsistencyConfig(mode=o["mode"], N=o["N"], mu=o["mu"], s0=o["s0"], s1=o["s1"], mu0=o["mu0"],
                            dist=o["dist"], weight=o["weight"], solver=o["solver"], horizon=o["horizon"])
     ds = fsdata.get(o["data_name"], split="train")
-    tc = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], ema_decay=o["ema_decay"],
+    tc = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], cooldown=o["cooldown"],
+                     ema_decay=o["ema_decay"],
                      grad_clip=o["grad_clip"], label_dropout=o["label_dropout"] if ds.y is not None else 0.0,
                      ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"])
     command = recorded_command(ctx, ["fewstep", "distill", "consistency"])

@@ -47,6 +47,9 @@ def run_options(*, steps: int, lr: float, warmup: int, ema_decay: float, ckpt_ev
         click.option("--batch", default=128, type=int, help="global batch size (split across DDP ranks)"),
         click.option("--lr", default=lr, type=float),
         click.option("--warmup", default=warmup, type=int, help="linear LR warm-up steps"),
+        click.option("--cooldown", default=0, type=int,
+                     help="decay the LR linearly to 0 over the last N steps; a run's checkpoint from before the "
+                          "cool-down resumes into one exactly"),
         click.option("--ema-decay", default=ema_decay, type=float, help="EMA of the weights kept as the artefact"),
         click.option("--grad-clip", default=1.0, type=float),
         click.option("--ckpt-every", default=ckpt_every, type=int, help="write the training checkpoint every N steps"),

@@ -29,9 +29,12 @@ def model_config(data: Any, net: str, channels: int, channel_mult: str, num_bloc
         kwargs = {"dim": math.prod(shape), "hidden": channels, "depth": num_blocks, "num_classes": num_classes}
     kwargs.update(net_kwargs)
     pc_kwargs = {"sigma_data": sigma_data} if precond in ("edm", "consistency") else {}
+    # name: the distribution, which the metrics score against; loader: the fewstep.data name that was trained on
+    source = {"name": data_name} if getattr(data, "name", data_name) == data_name else {"name": data.name,
+                                                                                          "loader": data_name}
     return {"kind": "denoiser", "net": {"class": net, "kwargs": kwargs},
             "precond": {"name": precond, "kwargs": pc_kwargs}, "sigma_min": sigma_min, "sigma_max": sigma_max,
-            "shape": list(shape), "data": {"name": data_name, "split": split}}
+            "shape": list(shape), "data": {**source, "split": split}}
 
 
 @click.command(context_settings={"show_default": True})
@@ -75,7 +78,8 @@ def train(ctx: click.Context, **o: Any) -> None:
     mc = model_config(ds, o["net"], o["channels"], o["channel_mult"], o["num_blocks"], o["cond"], net_kwargs,
                       o["precond"], o["sigma_data"], o["sigma_min"], o["sigma_max"], o["data_name"], o["split"])
     cfg = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], weight_decay=o["weight_decay"],
-                      warmup=o["warmup"], ema_decay=o["ema_decay"], grad_clip=o["grad_clip"], loss=o["loss"],
+                      warmup=o["warmup"], cooldown=o["cooldown"], ema_decay=o["ema_decay"], grad_clip=o["grad_clip"],
+                      loss=o["loss"],
                       label_dropout=o["label_dropout"] if mc["net"]["kwargs"].get("num_classes") else 0.0,
                       ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"])
     command = recorded_command(ctx, ["fewstep", "train"])

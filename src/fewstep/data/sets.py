@@ -107,15 +107,19 @@ def fashion(split: str = "train", size: int | None = None) -> ImageData:
     return ImageData("fashion", _resize(x, size), y, 10)
 
 
-def digits_color(split: str = "train", size: int | None = None, seed: int = 0) -> ImageData:
-    """Digits tinted with a random foreground and background colour each (3x8x8), for colorization tests."""
+def digits_color(split: str = "train", size: int | None = None, seed: int = 0, tints: int = 1) -> ImageData:
+    """Digits tinted with a random foreground and background colour each (3x8x8), for colorization tests.
+    `tints` > 1 repeats every digit with that many independent tints: more draws from the same distribution."""
     gray = digits(split, size)
     g = torch.Generator().manual_seed(seed)
     n = len(gray)
     fg, bg = torch.rand(n, 3, 1, 1, generator=g), torch.rand(n, 3, 1, 1, generator=g)
-    a = (gray.x + 1) / 2  # ink amount in [0, 1]
+    if tints > 1:  # the first tint of every digit is the one tints=1 gives
+        more = torch.rand(2, (tints - 1) * n, 3, 1, 1, generator=g)
+        fg, bg = torch.cat([fg, more[0]]), torch.cat([bg, more[1]])
+    a = (gray.x.repeat(tints, 1, 1, 1) + 1) / 2  # ink amount in [0, 1]
     rgb = a * fg + (1 - a) * bg
-    return ImageData("digits_color", rgb * 2 - 1, gray.y, 10)
+    return ImageData("digits_color", rgb * 2 - 1, gray.y.repeat(tints), 10)
 
 
 def folder(path: str | os.PathLike, size: int = 32, channels: int = 3) -> ImageData:
@@ -160,6 +164,8 @@ def toy(name: str, split: str = "train", n: int = 8192) -> ImageData:
 
 DATASETS: dict[str, Callable[..., ImageData]] = {
     "digits": digits, "mnist5k": mnist5k, "fashion": fashion, "digits_color": digits_color,
+    # the train split of digits_color with 8 tints per digit (for training colour models); other splits as is
+    "digits_color_x8": lambda split="train", **kw: digits_color(split, tints=8 if split == "train" else 1, **kw),
     "moons": lambda split="train", **kw: toy("moons", split, **kw),
     "rings": lambda split="train", **kw: toy("rings", split, **kw),
     "gmm8": lambda split="train", **kw: toy("gmm8", split, **kw),

@@ -26,7 +26,7 @@ from . import losses
 from .progress import ProgressBar
 
 # Fields that may change between a run and its resumption without changing what is trained.
-_RESUMABLE = {"steps", "ckpt_every", "progress", "log_every"}
+_RESUMABLE = {"steps", "ckpt_every", "progress", "log_every", "cooldown"}
 
 
 @dataclass
@@ -38,6 +38,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup: int = 200
+    cooldown: int = 0  # the last `cooldown` steps decay the LR linearly to 0 (0 = constant after warm-up)
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     loss: str = "edm"
@@ -55,7 +56,16 @@ class TrainConfig:
         if self.lr <= 0 or not 0 <= self.ema_decay < 1 or not 0 <= self.label_dropout <= 1 or self.warmup < 0:
             raise ValueError("need lr > 0, 0 <= ema_decay < 1, 0 <= label_dropout <= 1 (1 = train only the "
                              "unconditional branch) and warmup >= 0")
+        if not 0 <= self.cooldown <= self.steps:
+            raise ValueError(f"cooldown must lie in [0, steps={self.steps}], got {self.cooldown}")
         losses.get(self.loss)
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """LR multiplier at `step`: linear warm-up, constant, then a linear decay to 0 over the last cfg.cooldown steps
+    (warmup-stable-decay, Hagele et al. 2024: the cool-down can branch from any checkpoint of the stable phase)."""
+    f = min(1.0, (step + 1) / max(cfg.warmup, 1))
+    return min(f, (cfg.steps - step) / cfg.cooldown) if cfg.cooldown else f
 
 
 @dataclass
@@ -115,7 +125,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def _check_same_run(saved: dict[str, Any], model_config: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+def _check_same_run(saved: dict[str, Any], model_config: dict[str, Any], cfg: TrainConfig, path: Path,
+                    step: int) -> None:
     for key in ("net", "precond", "sigma_min", "sigma_max", "shape"):
         if saved["model"].get(key) != model_config.get(key):
             raise CheckpointError(f"{path} was trained with {key}={saved['model'].get(key)!r}, this run asks for "
@@ -125,6 +136,12 @@ def _check_same_run(saved: dict[str, Any], model_config: dict[str, Any], cfg: Tr
         if key not in _RESUMABLE and now.get(key) != value:
             raise CheckpointError(f"{path} was trained with {key}={value!r}, this run asks for {now.get(key)!r}; "
                                   "resume with the same settings (only steps/ckpt_every may change)")
+    old = TrainConfig(**{k: v for k, v in saved["train"].items() if k in now})
+    if any(lr_factor(old, s) != lr_factor(cfg, s) for s in range(step)):
+        raise CheckpointError(f"{path} was saved at step {step}, inside the LR cool-down of its run (steps="
+                              f"{old.steps}, cooldown={old.cooldown}); steps={cfg.steps}, cooldown={cfg.cooldown} "
+                              "would change the learning rate it already trained with. Resume with the saved "
+                              "--steps/--cooldown, or branch a cool-down from a checkpoint written before it began")
 
 
 def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | Path | None = None,
@@ -157,14 +174,14 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
         den.load_state_dict(init_state)
     ema = AveragedModel(den, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=False)
     opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     step, wall0, history = 0, 0.0, []
     ckpt = Path(ckpt) if ckpt is not None else (Path(out).with_suffix(".ckpt.pt") if out is not None else None)
     if resume:
         if ckpt is None:
             raise ValueError("resume=True needs a checkpoint path (ckpt= or out=)")
         state = load_checkpoint(ckpt)
-        _check_same_run(state["config"], model_config, cfg, ckpt)
+        _check_same_run(state["config"], model_config, cfg, ckpt, int(state["step"]))
         den.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
