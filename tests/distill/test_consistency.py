@@ -53,7 +53,7 @@ def test_boundary_condition_is_exact_for_a_random_student():
     assert not torch.allclose(f(x, 1.0), x)
 
 
-@pytest.mark.parametrize("solver,order", [("heun", 3), ("dpm_solver_2s", 3), ("euler", 2)])
+@pytest.mark.parametrize("solver,order", [("heun", 3), ("dpm_solver_pp_2s", 3), ("euler", 2)])
 def test_teacher_step_local_order(solver, order):
     den = _gauss_teacher()
     x = MU + math.sqrt(STD**2 + 1.0) * torch.randn(256, 1, generator=torch.Generator().manual_seed(1),
@@ -71,24 +71,29 @@ def test_teacher_step_local_order(solver, order):
     assert exact(x, 1.0).shape == x.shape
 
 
-_ENGINE_STEPS = {  # the engine's own step decisions for these solvers (fewstep.solvers.constructors)
-    "heun": dict(order=2, prediction="noise", variable="sigma", ratios=(1.0,)),
-    "euler": dict(prediction="noise", variable="sigma"),
-    "ddim": dict(prediction="data"),
-    "dpm_solver_2s": dict(order=2, prediction="data", ratios=(0.5,), relaxation="dpm_solver_2"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(_ENGINE_STEPS))
-def test_teacher_step_equals_engine_on_scalar_sigma(name):
+@pytest.mark.parametrize("name", ["heun", "euler", "ddim", "dpm_solver_pp_2s", "dpm_solver_3s"])
+def test_teacher_step_is_the_engine_step_per_sample_in_batched_calls(name):
     from fewstep import solvers
+    from fewstep.distill.teacher import ONE_STEP_NFE, one_step_plan
 
-    den = _gauss_teacher()
-    x = torch.randn(16, 1, dtype=torch.float64) * 3
-    plan = solvers.Plan(torch.tensor([3.0, 2.0], dtype=torch.float64), (solvers.Step(**_ENGINE_STEPS[name]),))
-    mine = teacher_step(den, x, torch.full((16,), 3.0, dtype=torch.float64),
-                        torch.full((16,), 2.0, dtype=torch.float64), name)
-    torch.testing.assert_close(mine, solvers.sample(den, x, plan), rtol=1e-10, atol=1e-10)
+    den, calls = _gauss_teacher(), []
+
+    def counted(x, sigma, cond=None):
+        calls.append(tuple(sigma.shape))
+        return den(x, sigma, cond)
+
+    counted.sigma_min, counted.sigma_max = den.sigma_min, den.sigma_max
+    grid = S.cm_grid(6, EPS, T)
+    n = torch.tensor([0, 4, 2, 4, 1, 0, 3, 2])
+    x = torch.randn(8, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * grid[n + 1, None]
+    mine = teacher_step(counted, x, grid[n + 1], grid[n], name)
+    assert calls == [(8,)] * ONE_STEP_NFE[name]  # one batched call per evaluation, whatever the mix of pairs
+    for i in range(8):
+        plan = one_step_plan(name, float(grid[n[i] + 1]), float(grid[n[i]]))
+        assert len(plan.steps) == 1 and plan.nfe == ONE_STEP_NFE[name]
+        torch.testing.assert_close(mine[i:i + 1], solvers.sample(den, x[i:i + 1], plan), rtol=1e-12, atol=1e-12)
+    with pytest.raises(KeyError, match="known"):
+        teacher_step(den, x, grid[n + 1], grid[n], "dpm_solver_pp_2m")
 
 
 def test_algorithm1_with_exact_function_gives_the_closed_form_mean_and_std():

@@ -84,3 +84,10 @@ def test_cli_distills_a_tiny_teacher(tmp_path):
     assert "fewstep distill consistency" in cm.config["train"]["command"]
     r = CliRunner().invoke(group, ["consistency", "--mode", "cd", "--out", str(out)])
     assert r.exit_code != 0 and "teacher" in str(r.exception)
+
+
+def test_cli_offers_exactly_the_one_step_teacher_solvers():
+    from fewstep.cli.distill import TEACHER_SOLVERS
+    from fewstep.distill.teacher import ONE_STEP_NFE
+
+    assert sorted(TEACHER_SOLVERS) == sorted(ONE_STEP_NFE)

@@ -10,6 +10,9 @@ import click
 
 from .options import common, init_distributed, leave_distributed, recorded_command, run_options
 
+# fewstep.distill.teacher.ONE_STEP_NFE's keys, spelled out so `--help` needs no torch import (a test keeps them equal)
+TEACHER_SOLVERS = ["euler", "ddim", "heun", "dpm_solver_2s", "dpm_solver_pp_2s", "dpm_solver_3s", "dpm_solver_pp_3s"]
+
 
 @click.group()
 def distill() -> None:
@@ -30,8 +33,8 @@ def distill() -> None:
               help="distance [cd/ct l2, ict pseudo_huber]; lpips: perceptual, on a shipped net for the image shape")
 @click.option("--weight", default=None, type=click.Choice(["uniform", "snr", "snr+1", "karras", "truncated-snr",
                                                            "ict"]), help="lambda [cd/ct uniform, ict ict]")
-@click.option("--solver", default="heun", type=click.Choice(["heun", "euler", "ddim", "dpm_solver_2s"]),
-              help="CD teacher step")
+@click.option("--solver", default="heun", type=click.Choice(TEACHER_SOLVERS),
+              help="CD teacher step: a one-step plan of the solver engine")
 @click.option("--dropout", default=None, type=float, help="network dropout (iCT uses it)")
 @click.option("--label-dropout", default=1.0, type=float,
               help="probability of the null label: 1 trains an unconditional student (how `fewstep sample` and the "

@@ -1,58 +1,65 @@
 """One PF-ODE step of the teacher from sigma_{n+1} to sigma_n with a per-sample sigma (CD's Phi, CM Alg. 2).
 
-The solver engine (fewstep.solvers) runs plans whose sigma grid is shared by the whole batch; consistency
-distillation needs a different pair (sigma_{n+1}, sigma_n) for each sample, so this module holds the minimal
-per-sample single-step versions of the engine's first steps (tests check equality with the engine on a scalar
-sigma). VE coordinates, dx/dsigma = (x - D(x, sigma)) / sigma (Karras et al. 2022, Eq. 3 with s=1).
+Consistency distillation draws a different pair (sigma_{n+1}, sigma_n) for each sample, while an engine plan has
+one sigma grid per batch. So every distinct pair gets its own one-step plan (fewstep.solvers), all of them run
+by the engine in lockstep: their denoiser requests are gathered into one batched call with per-sample sigmas.
+The step is the engine's own; nothing of a solver is restated here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Generator
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..denoiser import append_dims
+from ..solvers import engine
+from ..solvers.constructors import get as get_plan
 
-StepFn = Callable[..., Tensor]
-
-
-def euler_step(den: Any, x: Tensor, s: Tensor, t: Tensor, cond: Any = None) -> Tensor:
-    """Euler = DDIM in VE coordinates: x_t = D + (t/s)(x - D) (Song et al. 2021; CM code `euler_solver`)."""
-    D = den(x, s, cond)
-    r = append_dims(t / s, x.ndim).to(x.dtype)
-    return D + r * (x - D)
+# Plan constructors that take one step from sigma_{n+1} to sigma_n, and the evaluations that step spends. A
+# singlestep DPM-Solver-k step spans k grid intervals (diffusers' layout), placed evenly in lambda = -log sigma.
+ONE_STEP_NFE: dict[str, int] = {"euler": 1, "ddim": 1, "heun": 2, "dpm_solver_2s": 2, "dpm_solver_pp_2s": 2,
+                                "dpm_solver_3s": 3, "dpm_solver_pp_3s": 3}
 
 
-def heun_step(den: Any, x: Tensor, s: Tensor, t: Tensor, cond: Any = None) -> Tensor:
-    """Heun's 2nd-order step (Karras et al. 2022, Alg. 1; CM code `heun_solver`); t must be > 0."""
-    h = append_dims(t - s, x.ndim).to(x.dtype)
-    d = (x - den(x, s, cond)) / append_dims(s, x.ndim).to(x.dtype)
-    x1 = x + h * d
-    d1 = (x1 - den(x1, t, cond)) / append_dims(t, x.ndim).to(x.dtype)
-    return x + h * (d + d1) / 2
+def one_step_plan(solver: str, s: float, t: float) -> Any:
+    """The engine plan of `solver` that steps once from sigma s to sigma t > 0."""
+    nfe = ONE_STEP_NFE[solver]
+    if "_solver_" not in solver:
+        return get_plan(solver, nfe=nfe, sigmas=[s, t])
+    sigmas = [s ** (1 - q / nfe) * t ** (q / nfe) for q in range(nfe + 1)]
+    return get_plan(solver, nfe=nfe, sigmas=sigmas, lower_order_final=False)
 
 
-def dpm_solver_2s_step(den: Any, x: Tensor, s: Tensor, t: Tensor, cond: Any = None) -> Tensor:
-    """DPM-Solver++(2S) with r1 = 1/2 (Lu et al. 2022b, Alg. 1), VE form x_t = (t/s) x + (1 - t/s) D(u, s_mid),
-    u = (s_mid/s) x + (1 - s_mid/s) D(x, s), s_mid = sqrt(s t) (the midpoint in lambda = -ln sigma)."""
-    s_mid = (s * t).sqrt()
-    r_mid = append_dims(s_mid / s, x.ndim).to(x.dtype)
-    u = r_mid * x + (1 - r_mid) * den(x, s, cond)
-    r = append_dims(t / s, x.ndim).to(x.dtype)
-    return r * x + (1 - r) * den(u, s_mid, cond)
-
-
-STEPS: dict[str, StepFn] = {"euler": euler_step, "ddim": euler_step, "heun": heun_step,
-                            "dpm_solver_2s": dpm_solver_2s_step}
+def _lockstep(den: Any, x: Tensor, groups: list[Tensor], runs: list[Generator], cond: Any) -> Tensor:
+    """Drive engine runs (one per index group of the batch) together: one batched denoiser call per round."""
+    requests = [next(r) for r in runs]
+    out = torch.empty_like(x)
+    while requests:
+        xb, sb = torch.empty_like(x), torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+        for g, (xg, sg) in zip(groups, requests, strict=True):
+            xb[g], sb[g] = xg, sg
+        D = den(xb, sb, cond)
+        nxt = []
+        for g, r in zip(groups, runs, strict=True):
+            try:
+                nxt.append(r.send(D[g]))
+            except StopIteration as stop:  # one-step plans of one constructor all end in the same round
+                out[g] = stop.value
+        requests = nxt
+    return out
 
 
 def teacher_step(den: Any, x: Tensor, sigma_from: Tensor, sigma_to: Tensor, solver: str = "heun",
                  cond: Any = None) -> Tensor:
-    """Phi(x, sigma_from -> sigma_to; teacher) with per-sample sigmas [B] (CM Alg. 2, line 'x_hat_{t_n}')."""
-    if solver not in STEPS:
-        raise KeyError(f"unknown teacher solver {solver!r}; known: {', '.join(STEPS)}")
+    """Phi(x, sigma_from -> sigma_to; teacher) with per-sample sigmas [B] (CM Alg. 2, line 'x_hat_{t_n}'),
+    by the engine step of the plan constructor `solver` (Heun by default, as the CM paper's CD runs)."""
+    if solver not in ONE_STEP_NFE:
+        raise KeyError(f"unknown teacher solver {solver!r}; known: {', '.join(ONE_STEP_NFE)}")
+    pairs = torch.stack([sigma_from, sigma_to], 1).to(device="cpu", dtype=torch.float64)
+    uniq, inverse = torch.unique(pairs, dim=0, return_inverse=True)
+    groups = [(inverse == k).nonzero().squeeze(1).to(x.device) for k in range(len(uniq))]
+    runs = [engine.run(one_step_plan(solver, *pair.tolist()), x[g]) for pair, g in zip(uniq, groups, strict=True)]
     with torch.no_grad():
-        return STEPS[solver](den, x, sigma_from.to(torch.float64), sigma_to.to(torch.float64), cond)
+        return _lockstep(den, x, groups, runs, cond)
