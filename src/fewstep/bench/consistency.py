@@ -98,7 +98,8 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     """Train `mode` (cd/ict) for `steps` steps in `segments` resumed pieces, scoring 1- and 2-step FD after each;
     writes out (.safetensors) and out with .json (manifest: command, seed, commit, metrics, wall time, curve).
     `horizon`: K of the N(k) curriculum (default steps). `extend`: continue a finished shorter run of the same
-    recipe from its checkpoint, keeping its curve (the loop's resume is exact)."""
+    recipe from its checkpoint, keeping its curve (the loop's resume is exact). A `cooldown` option is one last
+    segment, branched from the stable run's checkpoint at steps - cooldown (the same as one uninterrupted run)."""
     from .. import data as fsdata
     from ..distill.consistency import ConsistencyConfig
     from ..distill.run import distill
@@ -113,6 +114,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     cc = ConsistencyConfig(mode=mode, horizon=horizon, **{k: v for k, v in opts.items() if k in cc_keys})
     tk = {k: v for k, v in opts.items()
           if k in {"batch", "lr", "warmup", "ema_decay", "seed", "ckpt_every", "label_dropout"}}
+    cool = int(opts.pop("cooldown", 0) or 0)
     dropout = opts.get("dropout")
     ds = fsdata.get(data, split="train")
     args = {"teacher": teacher, "mode": mode, "data": data, **{k: v for k, v in opts.items() if v is not None},
@@ -120,24 +122,26 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
 
     def command(k: int) -> str:  # the one-shot command equal to the first k steps (exact resume)
         return shlex.join(["fewstep", "distill", "consistency"] + [
-            a for key, v in {**args, "steps": k}.items() if v is not None
+            a for key, v in {**args, "steps": k, "cooldown": cool if k == steps and cool else None}.items()
+            if v is not None
             for a in ("--" + key.replace("_", "-"), str(v))])
 
     curve: list[dict[str, Any]] = []
     if extend:
         curve = json.loads(out.with_suffix(".json").read_text())["curve"]
-    ends = sorted({max(1, round(steps * (i + 1) / segments)) for i in range(segments)})
+    ends = sorted({max(1, round(steps * (i + 1) / segments)) for i in range(segments)} | {steps - cool} - {0})
+    ends = [k for k in ends if k <= steps - cool or k == steps]
     manifest: dict[str, Any] = {}
     for k in ends:
         if curve and k <= curve[-1]["step"]:
             continue
-        tc = TrainConfig(steps=k, progress=False, **tk)
+        tc = TrainConfig(steps=k, cooldown=cool if k == steps else 0, progress=False, **tk)
         res = distill(cc, tc, ds, teacher=teacher, out=out, ckpt=ckpt, resume=bool(curve), command=command(k),
                       dropout=dropout)
         cm = load_model(out)
         T = float(cm.sigma_max)
-        curve.append({"step": k, "wall_s": round(res.wall_s, 1), "fd_1step": cm_fd(cm, [T], n_eval, 1, data),
-                      "fd_2step": cm_fd(cm, [T, 0.5], n_eval, 1, data), "loss": res.losses[-1]})
+        curve.append({"step": k, "wall_s": round(res.wall_s, 1), "fd_1step": cm_fd(cm, [T], n_eval, 1, ds.name),
+                      "fd_2step": cm_fd(cm, [T, 0.5], n_eval, 1, ds.name), "loss": res.losses[-1]})
         print(json.dumps(curve[-1]), flush=True)
         manifest = {"name": out.stem, "command": command(k), "seed": tk.get("seed", 0), "commit": git_commit(),
                     "wall_s": curve[-1]["wall_s"], "threads": torch.get_num_threads(),

@@ -1,0 +1,34 @@
+"""The benchmark's segmented training: its curve points and final weights are those of one uninterrupted run,
+a cool-down included."""
+
+import shlex
+
+import torch
+
+from fewstep import data as fsdata
+from fewstep.bench.consistency import train_with_curve
+from fewstep.distill.consistency import ConsistencyConfig
+from fewstep.distill.run import distill
+from fewstep.io import load_model
+from fewstep.train.loop import TrainConfig
+
+NET = {"class": "unet", "kwargs": {"in_channels": 1, "channels": 8, "num_blocks": 1, "channel_mult": [1],
+                                   "num_classes": 10}}
+
+
+def test_segments_with_a_cooldown_equal_one_run(tmp_path, monkeypatch):
+    import fewstep.distill.run as run
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(run, "DEFAULT_NET", NET)
+    opts = dict(batch=8, lr=1e-3, warmup=1, ema_decay=0.9, s0=2, s1=8, label_dropout=1.0)
+    man = train_with_curve("ict", tmp_path / "seg.safetensors", steps=6, segments=3, teacher=None, n_eval=24,
+                           cooldown=3, **opts)
+    assert [p["step"] for p in man["curve"]] == [2, 3, 6]  # 4 lies inside the cool-down: no segment ends there
+    cmd = shlex.split(man["command"])
+    assert cmd[cmd.index("--steps") + 1] == "6" and cmd[cmd.index("--cooldown") + 1] == "3"
+    one = distill(ConsistencyConfig(mode="ict", s0=2, s1=8, horizon=6),
+                  TrainConfig(steps=6, cooldown=3, batch=8, lr=1e-3, warmup=1, ema_decay=0.9, label_dropout=1.0,
+                              progress=False), fsdata.get("digits"), out=tmp_path / "one.safetensors")
+    seg = load_model(tmp_path / "seg.safetensors").state_dict()
+    assert all(torch.equal(v, seg[k]) for k, v in one.den.state_dict().items())
