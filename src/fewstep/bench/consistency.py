@@ -29,8 +29,8 @@ RECIPES: dict[str, dict] = {
            "ema_decay": 0.995, "N": 18, "dist": "lpips", "solver": "heun", "label_dropout": 1.0},
     "color-cd": {"steps": 2000, "horizon": 1000, "segments": 4, "teacher": "digits-color-edm", "data": "digits_color",
                  "batch": 64, "lr": 2e-4, "warmup": 50, "ema_decay": 0.995, "N": 18, "dist": "lpips", "solver": "heun"},
-    "ict": {"steps": 7000, "horizon": 2000, "segments": 16, "teacher": None, "batch": 64, "lr": 1e-3, "warmup": 100,
-            "ema_decay": 0.998, "dropout": 0.1, "s0": 10, "s1": 1280, "label_dropout": 1.0},
+    "ict": {"steps": 13000, "cooldown": 2000, "horizon": 2000, "segments": 16, "teacher": None, "batch": 64,
+            "lr": 1e-3, "warmup": 100, "ema_decay": 0.998, "dropout": 0.1, "s0": 10, "s1": 1280, "label_dropout": 1.0},
 }
 
 
@@ -153,6 +153,12 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     return manifest
 
 
+def edit_schedules(T: float) -> tuple[list[float], ...]:
+    """1, 2 and 4 steps of Alg. 4, and 21 calls that resample 4 times at each of 5 levels from 2 down to 0.3."""
+    return ([T], [T, 0.5], [T, 2.0, 0.5, 0.1], [T] + [float(v) for v in torch.logspace(
+        math.log10(2.0), math.log10(0.3), 5) for _ in range(4)])
+
+
 def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     """Inpainting (lower / right half masked) label kept under the classifier; 4x4 -> 8x8 super-resolution FD vs
     bicubic, on held-out (test split) digits; 1, 2, 4 steps and a 21-call schedule with resampling, and for
@@ -164,10 +170,7 @@ def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     test = fsdata.get(DATASET, split="test")
     x, y = test.x[:n], test.y[:n]
     g = torch.Generator().manual_seed(seed)
-    T = float(cm.sigma_max)
-    # 1, 2 and 4 steps of Alg. 4, and 21 calls that resample 4 times at each of 5 levels from 2 down to 0.3
-    schedules = ([T], [T, 0.5], [T, 2.0, 0.5, 0.1], [T] + [float(v) for v in torch.logspace(
-        math.log10(2.0), math.log10(0.3), 5) for _ in range(4)])
+    schedules = edit_schedules(float(cm.sigma_max))
     out: dict[str, Any] = {"n": len(x), "real_accuracy": confidence(x, DATASET, labels=y)["accuracy"]}
     for name, sl in (("lower", (slice(None), slice(None), slice(4, 8), slice(None))),
                      ("right", (slice(None), slice(None), slice(None), slice(4, 8)))):
@@ -193,7 +196,7 @@ def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
 def colorization(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     """Colorize the luma of held-out coloured digits with a colour CM: FD on the digits_color classifier against
     the real colour reference (gray copied to 3 channels as the baseline), the label kept, and the largest change
-    of the luma, which Alg. 4 must keep exactly."""
+    of the luma, which Alg. 4 must keep exactly; the schedules of `edit_schedules`."""
     from .. import data as fsdata
     from ..edit import colorize
     from ..edit.transforms import to_gray
@@ -205,9 +208,11 @@ def colorization(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
     gray = to_gray(x)
     g = torch.Generator().manual_seed(seed)
     T = float(cm.sigma_max)
-    out: dict[str, Any] = {"n": len(x), "fd_real": fd(x, name), "fd_gray": fd(gray.expand(-1, 3, -1, -1), name),
-                           "label_kept_real": confidence(x, name, labels=y)["accuracy"]}
-    for steps in ([T], [T, 0.5], [T, 2.0, 0.5, 0.1]):
+    gray3 = gray.expand(-1, 3, -1, -1)
+    out: dict[str, Any] = {"n": len(x), "fd_real": fd(x, name), "fd_gray": fd(gray3, name),
+                           "label_kept_real": confidence(x, name, labels=y)["accuracy"],
+                           "label_kept_gray": confidence(gray3, name, labels=y)["accuracy"]}
+    for steps in edit_schedules(T):
         r = colorize(cm, gray, steps, generator=g)
         k = f"{len(steps)}step"
         out[f"fd_cm_{k}"] = fd(r, name)
