@@ -115,7 +115,8 @@ def test_colorization_benchmark_keeps_the_luma_and_reports_fd():
 
     out = colorization(_cm((3, 8, 8)), 40)
     assert out["n"] == 40 and out["fd_real"] < out["fd_gray"]
-    for k in ("1step", "2step", "4step"):
+    assert 0 <= out["label_kept_gray"] <= 1
+    for k in ("1step", "2step", "4step", "21step"):
         assert out[f"luma_max_change_cm_{k}"] < 1e-5  # Alg. 4 keeps the luma coefficient
         assert 0 <= out[f"label_kept_cm_{k}"] <= 1 and out[f"fd_cm_{k}"] > 0
 
