@@ -16,19 +16,29 @@ NET = {"class": "unet", "kwargs": {"in_channels": 1, "channels": 8, "num_blocks"
                                    "num_classes": 10}}
 
 
-def test_segments_with_a_cooldown_equal_one_run(tmp_path, monkeypatch):
+def _one_run(tmp_path, steps, cooldown):
+    return distill(ConsistencyConfig(mode="ict", s0=2, s1=8, horizon=6),
+                   TrainConfig(steps=steps, cooldown=cooldown, batch=8, lr=1e-3, warmup=1, ema_decay=0.9,
+                               label_dropout=1.0, progress=False), fsdata.get("digits"),
+                   out=tmp_path / f"one{steps}.safetensors").den.state_dict()
+
+
+def test_segments_with_a_cooldown_equal_one_run_and_extend_from_the_stable_phase(tmp_path, monkeypatch):
     import fewstep.distill.run as run
 
     torch.set_num_threads(1)
     monkeypatch.setattr(run, "DEFAULT_NET", NET)
-    opts = dict(batch=8, lr=1e-3, warmup=1, ema_decay=0.9, s0=2, s1=8, label_dropout=1.0)
-    man = train_with_curve("ict", tmp_path / "seg.safetensors", steps=6, segments=3, teacher=None, n_eval=24,
-                           cooldown=3, **opts)
+    opts = dict(batch=8, lr=1e-3, warmup=1, ema_decay=0.9, s0=2, s1=8, label_dropout=1.0, horizon=6)
+    out = tmp_path / "seg.safetensors"
+    man = train_with_curve("ict", out, steps=6, segments=3, teacher=None, n_eval=24, cooldown=3, **opts)
     assert [p["step"] for p in man["curve"]] == [2, 3, 6]  # 4 lies inside the cool-down: no segment ends there
+    assert man["curve"][-1]["cooldown"] == 3 and (tmp_path / "seg.ckpt.stable.pt").is_file()
     cmd = shlex.split(man["command"])
     assert cmd[cmd.index("--steps") + 1] == "6" and cmd[cmd.index("--cooldown") + 1] == "3"
-    one = distill(ConsistencyConfig(mode="ict", s0=2, s1=8, horizon=6),
-                  TrainConfig(steps=6, cooldown=3, batch=8, lr=1e-3, warmup=1, ema_decay=0.9, label_dropout=1.0,
-                              progress=False), fsdata.get("digits"), out=tmp_path / "one.safetensors")
-    seg = load_model(tmp_path / "seg.safetensors").state_dict()
-    assert all(torch.equal(v, seg[k]) for k, v in one.den.state_dict().items())
+    seg = load_model(out).state_dict()
+    assert all(torch.equal(v, seg[k]) for k, v in _one_run(tmp_path, 6, 3).items())
+    # extending re-branches the cool-down from the stable phase: the same as one run of the longer recipe
+    man = train_with_curve("ict", out, steps=8, segments=4, teacher=None, n_eval=24, cooldown=3, extend=True, **opts)
+    assert [p["step"] for p in man["curve"]] == [2, 3, 4, 5, 8]
+    seg = load_model(out).state_dict()
+    assert all(torch.equal(v, seg[k]) for k, v in _one_run(tmp_path, 8, 3).items())

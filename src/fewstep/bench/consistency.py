@@ -83,6 +83,16 @@ def both_fds(x: Tensor) -> tuple[float, float]:
     return fd(x, DATASET), fd_pixels(x, DATASET)
 
 
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a checkpoint so that a crash leaves either the old or the new file, never half of one."""
+    import os
+    import shutil
+
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
 def _shown(path: Path) -> str:
     """`path` relative to the working directory when it lies below it, so a recorded command runs from any clone."""
     try:
@@ -99,7 +109,8 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     writes out (.safetensors) and out with .json (manifest: command, seed, commit, metrics, wall time, curve).
     `horizon`: K of the N(k) curriculum (default steps). `extend`: continue a finished shorter run of the same
     recipe from its checkpoint, keeping its curve (the loop's resume is exact). A `cooldown` option is one last
-    segment, branched from the stable run's checkpoint at steps - cooldown (the same as one uninterrupted run)."""
+    segment, branched from the stable run's checkpoint at steps - cooldown (the same as one uninterrupted run);
+    that checkpoint is kept beside the other (.stable.pt), so `extend` continues the stable run, not the decay."""
     from .. import data as fsdata
     from ..distill.consistency import ConsistencyConfig
     from ..distill.run import distill
@@ -126,9 +137,17 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
             if v is not None
             for a in ("--" + key.replace("_", "-"), str(v))])
 
+    ckpt = Path(ckpt) if ckpt is not None else out.with_suffix(".ckpt.pt")
+    stable = ckpt.with_suffix(".stable.pt")
     curve: list[dict[str, Any]] = []
     if extend:
         curve = json.loads(out.with_suffix(".json").read_text())["curve"]
+        if curve and curve[-1].get("cooldown"):  # branch again from the end of the stable phase
+            if not stable.is_file():
+                raise FileNotFoundError(f"{out} ends in a cool-down and its stable checkpoint {stable} is gone; "
+                                        "retrain without --extend")
+            curve.pop()
+            _copy(stable, ckpt)
     ends = sorted({max(1, round(steps * (i + 1) / segments)) for i in range(segments)} | {steps - cool} - {0})
     ends = [k for k in ends if k <= steps - cool or k == steps]
     manifest: dict[str, Any] = {}
@@ -142,6 +161,10 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
         T = float(cm.sigma_max)
         curve.append({"step": k, "wall_s": round(res.wall_s, 1), "fd_1step": cm_fd(cm, [T], n_eval, 1, ds.name),
                       "fd_2step": cm_fd(cm, [T, 0.5], n_eval, 1, ds.name), "loss": res.losses[-1]})
+        if cool and k == steps:
+            curve[-1]["cooldown"] = cool
+        elif cool and k == steps - cool:
+            _copy(ckpt, stable)
         print(json.dumps(curve[-1]), flush=True)
         manifest = {"name": out.stem, "command": command(k), "seed": tk.get("seed", 0), "commit": git_commit(),
                     "wall_s": curve[-1]["wall_s"], "threads": torch.get_num_threads(),
