@@ -17,8 +17,11 @@ import click
 @click.option("--search-n", default=400, type=int, help="samples per FD inside the 2-step ternary search")
 @click.option("--train", "train_mode", default=None, type=click.Choice(["cd", "ict", "color-cd"]),
               help="first retrain this zoo model (segments + curve), as recorded in its manifest")
-@click.option("--steps", default=None, type=int, help="with --train: training steps [cd 4000, ict 7000, color-cd 2000]")
-@click.option("--extend", is_flag=True, help="with --train: continue the shipped run from its checkpoint")
+@click.option("--steps", default=None, type=int,
+              help="with --train: training steps [the recipe's: cd 4000, ict 13000, color-cd 2000]")
+@click.option("--extend", is_flag=True,
+              help="with --train: continue the shipped run from its checkpoint (its stable phase, if it ended in a "
+                   "cool-down)")
 @click.option("--threads", default=None, type=int, help="torch CPU threads")
 @click.option("--json", "as_json", is_flag=True, help="print the result payload as JSON")
 def consistency(cd: str, ict: str, teacher: str, n: int, search_n: int, train_mode: str | None, steps: int | None,
