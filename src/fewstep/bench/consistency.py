@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -84,16 +85,6 @@ def both_fds(x: Tensor) -> tuple[float, float]:
     return fd(x, DATASET), fd_pixels(x, DATASET)
 
 
-def _copy(src: Path, dst: Path) -> None:
-    """Copy a checkpoint so that a crash leaves either the old or the new file, never half of one."""
-    import os
-    import shutil
-
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def _shown(path: Path) -> str:
     """`path` relative to the working directory when it lies below it, so a recorded command runs from any clone."""
     try:
@@ -115,7 +106,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     from .. import data as fsdata
     from ..distill.consistency import ConsistencyConfig
     from ..distill.run import distill
-    from ..io import atomic_write_text, git_commit, load_model
+    from ..io import atomic_write, atomic_write_text, git_commit, load_model
     from ..train.loop import TrainConfig
 
     if threads:
@@ -148,7 +139,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
                 raise FileNotFoundError(f"{out} ends in a cool-down and its stable checkpoint {stable} is gone; "
                                         "retrain without --extend")
             curve.pop()
-            _copy(stable, ckpt)
+            atomic_write(ckpt, lambda tmp: shutil.copyfile(stable, tmp))
     ends = sorted({max(1, round(steps * (i + 1) / segments)) for i in range(segments)} | {steps - cool} - {0})
     ends = [k for k in ends if k <= steps - cool or k == steps]
     manifest: dict[str, Any] = {}
@@ -165,7 +156,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
         if cool and k == steps:
             curve[-1]["cooldown"] = cool
         elif cool and k == steps - cool:
-            _copy(ckpt, stable)
+            atomic_write(stable, lambda tmp: shutil.copyfile(ckpt, tmp))
         print(json.dumps(curve[-1]), flush=True)
         manifest = {"name": out.stem, "command": command(k), "seed": tk.get("seed", 0), "commit": git_commit(),
                     "wall_s": curve[-1]["wall_s"], "threads": torch.get_num_threads(),
