@@ -61,7 +61,7 @@ def edit(op: str, model: str | None, data_name: str | None, n: int, sigmas: str 
 
     from .. import data as fsdata
     from .. import edit as E
-    from ..metrics import class_probs
+    from ..metrics import confidence
     from ..sampling import save_grid
     from ..zoo import load
 
@@ -99,6 +99,6 @@ def edit(op: str, model: str | None, data_name: str | None, n: int, sigmas: str 
                               "out": out}
     if x.shape[1] == 1 and op != "interpolate" and ds.y is not None and ds.name == "digits":
         y = ds.y[:n].to(device)
-        result["label_kept"] = (class_probs(res, "digits").argmax(1) == y).float().mean().item()
+        result["label_kept"] = confidence(res, "digits", labels=y)["accuracy"]
     click.echo(json.dumps(result, indent=1) if as_json else
                " ".join(f"{k}={v}" for k, v in result.items()))
