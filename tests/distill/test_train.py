@@ -86,6 +86,23 @@ def test_cli_distills_a_tiny_teacher(tmp_path):
     assert r.exit_code != 0 and "teacher" in str(r.exception)
 
 
+def test_init_starts_a_second_stage_from_the_given_weights(tmp_path):
+    teacher = fs.analytic.GaussianMixture(MU[None], torch.tensor([STD]), sigma_min=0.002, sigma_max=80.0)
+    cc = ConsistencyConfig(mode="ict", s0=10, s1=80)
+    kw = dict(batch=64, lr=1e-3, warmup=2, progress=False, label_dropout=0.0)
+    first = tmp_path / "stage1.safetensors"
+    distill(cc, TrainConfig(steps=5, **kw), _data(), teacher=teacher, net=NET, out=first)
+    # a vanishing lr: the second stage's artefact is the weights it was initialised from (a fresh net is not)
+    res = distill(cc, TrainConfig(steps=1, **{**kw, "lr": 1e-12}), _data(), teacher=teacher, net=NET,
+                  out=tmp_path / "stage2.safetensors", init=str(first))
+    for a, b in zip(fs.io.load_model(first).state_dict().values(), res.den.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+    assert fs.io.load_model(tmp_path / "stage2.safetensors").config["distill"]["init"] == str(first)
+    wide = {"class": "mlp", "kwargs": {"dim": 2, "hidden": 32, "depth": 2}}
+    with pytest.raises(fs.errors.CheckpointError, match="same architecture"):
+        distill(cc, TrainConfig(steps=1, **kw), _data(), teacher=teacher, net=wide, init=str(first))
+
+
 def test_cli_offers_exactly_the_one_step_teacher_solvers():
     from fewstep.cli.distill import TEACHER_SOLVERS
     from fewstep.distill.teacher import ONE_STEP_NFE

@@ -36,6 +36,8 @@ def distill() -> None:
 @click.option("--solver", default="heun", type=click.Choice(TEACHER_SOLVERS),
               help="CD teacher step: a one-step plan of the solver engine")
 @click.option("--dropout", default=None, type=float, help="network dropout (iCT uses it)")
+@click.option("--init", default=None, help="start the student from this model's weights (zoo name or .safetensors), "
+                                         "e.g. a second stage with a larger batch")
 @click.option("--label-dropout", default=1.0, type=float,
               help="probability of the null label: 1 trains an unconditional student (how `fewstep sample` and the "
                    "benchmark draw it); lower it for a class-conditional one")
@@ -71,7 +73,7 @@ def consistency(ctx: click.Context, **o: Any) -> None:
         click.echo(json.dumps({"command": command, "consistency": cc.__dict__, "train": tc.__dict__,
                                "device": device, "world_size": world}, indent=1))
     res = run_distill(cc, tc, ds, teacher=o["teacher"], out=o["out"], ckpt=o["ckpt"], resume=o["resume"],
-                      device=device, command=command, dropout=o["dropout"])
+                      device=device, command=command, dropout=o["dropout"], init=o["init"])
     if rank == 0:
         click.echo(f"trained {res.step} steps in {res.wall_s:.0f} s; final loss {res.losses[-1]:.4g}; "
                    f"wrote {o['out']}")

@@ -44,6 +44,21 @@ def scratch_config(shape: tuple[int, ...], net: dict[str, Any] | None = None, si
             "sigma_min": sigma_min, "sigma_max": sigma_max, "shape": list(shape)}
 
 
+def init_weights(init: str, model_config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The network weights of the saved model `init`, checked against the student's architecture."""
+    from ..io import build_denoiser
+
+    den = load_denoiser(init)
+    state = {k: v.detach().clone() for k, v in den.state_dict().items()}
+    theirs = getattr(den, "config", {}).get("net")
+    try:
+        build_denoiser(model_config).load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"--init {init}: its network {theirs} does not fit the student's "
+                              f"{model_config['net']}; initialise from a model of the same architecture") from e
+    return state
+
+
 def _check_resume(ckpt: Path, model_config: dict[str, Any]) -> None:
     from ..train.loop import load_checkpoint
 
@@ -56,9 +71,10 @@ def _check_resume(ckpt: Path, model_config: dict[str, Any]) -> None:
 def distill(cc: ConsistencyConfig, tc: Any, data: Any, teacher: Any = None,
             out: str | Path | None = None, ckpt: str | Path | None = None, resume: bool = False,
             device: str | torch.device = "cpu", command: str | None = None, dropout: float | None = None,
-            net: dict[str, Any] | None = None) -> Any:
+            net: dict[str, Any] | None = None, init: str | None = None) -> Any:
     """Train a consistency model: CD from `teacher` (student initialised from its weights), or CT / iCT from
-    scratch (`teacher` then only lends its architecture). `tc` is a fewstep.train.loop.TrainConfig.
+    scratch (`teacher` then only lends its architecture). `init` (a zoo name or saved model) starts the student
+    from that model's weights instead, e.g. a second stage with a larger batch. `tc` is a TrainConfig.
     Returns the loop's TrainResult; the EMA student is saved to `out` (fewstep.io.save_model)."""
     from ..train.loop import train
 
@@ -82,6 +98,9 @@ def distill(cc: ConsistencyConfig, tc: Any, data: Any, teacher: Any = None,
         model_config["sigma_max"] = cc.sigma_max
     model_config["distill"] = {**dataclasses.asdict(cc),
                                "teacher": teacher if isinstance(teacher, str) else None}
+    if init is not None:
+        init_state = init_weights(init, model_config)
+        model_config["distill"]["init"] = init
     ckpt_path = Path(ckpt) if ckpt is not None else (Path(out).with_suffix(".ckpt.pt") if out is not None else None)
     if resume and ckpt_path is not None:
         _check_resume(ckpt_path, model_config)
