@@ -41,6 +41,36 @@ def test_exact_consistency_function_has_zero_cd_loss_perturbed_does_not():
     assert _cd_loss(wrong, 18) < 4**3 * l_wrong
 
 
+def test_skipping_steps_chains_teacher_steps_and_keeps_the_exact_function_a_fixed_point():
+    from fewstep.distill.consistency import ConsistencyConfig, ConsistencyObjective
+
+    exact = GaussianConsistency(MU, STD, EPS, T)
+    teacher = _gauss_teacher()
+    x0 = MU + STD * torch.randn(512, 1, generator=torch.Generator().manual_seed(3))
+    for skip in (1, 4):
+        cc = ConsistencyConfig(mode="cd", N=40, skip=skip, dist="l2")
+        seen = {}
+
+        def f(x, sigma, cond=None, seen=seen):  # record what the student and the target are asked for
+            seen.setdefault("calls", []).append((x.clone(), sigma.clone()))
+            return exact(x, sigma)
+
+        loss = ConsistencyObjective(cc, 10, teacher)(f, x0, None, torch.Generator().manual_seed(1), 0)
+        (x_hi, s_hi), (x_lo, s_lo) = seen["calls"]
+        grid = S.cm_grid(40, EPS, T).to(s_hi.dtype)
+        i_hi, i_lo = (torch.searchsorted(grid, s) for s in (s_hi, s_lo))
+        assert torch.equal(i_hi - i_lo, torch.full_like(i_hi, skip))  # the target lies `skip` intervals below
+        x = x_hi
+        for j in range(skip):  # ... reached by `skip` single teacher steps along the grid
+            x = teacher_step(teacher, x, grid[i_hi - j], grid[i_hi - j - 1])
+        torch.testing.assert_close(x_lo, x)
+        wrong = GaussianConsistency(MU, STD, EPS, T, perturb=0.2)
+        l_wrong = ConsistencyObjective(cc, 10, teacher)(wrong, x0, None, torch.Generator().manual_seed(1), 0)
+        assert loss.mean() < 0.02 * l_wrong.mean()  # the exact consistency function is a fixed point either way
+    with pytest.raises(ValueError, match="skip"):
+        ConsistencyConfig(mode="ict", skip=2)
+
+
 def test_boundary_condition_is_exact_for_a_random_student():
     cfg = {"net": {"class": "unet", "kwargs": {"channels": 16, "channel_mult": [1, 2], "num_blocks": 1}},
            "precond": {"name": "consistency", "kwargs": {"sigma_min": EPS, "sigma_data": 0.5}},

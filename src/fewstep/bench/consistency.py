@@ -112,13 +112,13 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
-    cc_keys = {"N", "mu", "s0", "s1", "dist", "weight", "solver"}
+    cc_keys = {"N", "mu", "s0", "s1", "dist", "weight", "solver", "skip"}
     horizon = horizon or steps
     cc = ConsistencyConfig(mode=mode, horizon=horizon, **{k: v for k, v in opts.items() if k in cc_keys})
     tk = {k: v for k, v in opts.items()
           if k in {"batch", "lr", "warmup", "ema_decay", "seed", "ckpt_every", "label_dropout"}}
     cool = int(opts.pop("cooldown", 0) or 0)
-    dropout = opts.get("dropout")
+    dropout, init = opts.get("dropout"), opts.get("init")
     ds = fsdata.get(data, split="train")
     args = {"teacher": teacher, "mode": mode, "data": data, **{k: v for k, v in opts.items() if v is not None},
             "horizon": horizon, "out": _shown(out)}
@@ -148,7 +148,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
             continue
         tc = TrainConfig(steps=k, cooldown=cool if k == steps else 0, progress=False, **tk)
         res = distill(cc, tc, ds, teacher=teacher, out=out, ckpt=ckpt, resume=bool(curve), command=command(k),
-                      dropout=dropout)
+                      dropout=dropout, init=init)
         cm = load_model(out)
         T = float(cm.sigma_max)
         curve.append({"step": k, "wall_s": round(res.wall_s, 1), "fd_1step": cm_fd(cm, [T], n_eval, 1, ds.name),

@@ -35,6 +35,8 @@ def distill() -> None:
                                                            "ict"]), help="lambda [cd/ct uniform, ict ict]")
 @click.option("--solver", default="heun", type=click.Choice(TEACHER_SOLVERS),
               help="CD teacher step: a one-step plan of the solver engine")
+@click.option("--skip", default=1, type=int,
+              help="CD: grid intervals the teacher spans per target (LCM's skipping step k; 1 = the CM paper)")
 @click.option("--dropout", default=None, type=float, help="network dropout (iCT uses it)")
 @click.option("--init", default=None, help="start the student from this model's weights (zoo name or .safetensors), "
                                          "e.g. a second stage with a larger batch")
@@ -61,7 +63,8 @@ def consistency(ctx: click.Context, **o: Any) -> None:
         torch.set_num_threads(o["threads"])
     device = init_distributed(o["device"])
     cc = ConsistencyConfig(mode=o["mode"], N=o["N"], mu=o["mu"], s0=o["s0"], s1=o["s1"], mu0=o["mu0"],
-                           dist=o["dist"], weight=o["weight"], solver=o["solver"], horizon=o["horizon"])
+                           dist=o["dist"], weight=o["weight"], solver=o["solver"], horizon=o["horizon"],
+                           skip=o["skip"])
     ds = fsdata.get(o["data_name"], split="train")
     tc = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], cooldown=o["cooldown"],
                      ema_decay=o["ema_decay"],

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ..denoiser import append_dims
 from ..io import build_denoiser
 from . import schedules as S
-from .teacher import teacher_step
+from .teacher import teacher_path
 
 MODES = ("cd", "ct", "ict")
 DISTANCES = ("l2", "l1", "pseudo_huber", "lpips")
@@ -67,13 +67,16 @@ def distance(name: str, a: Tensor, b: Tensor, c: float | None = None) -> Tensor:
 
 def consistency_loss(f: Any, f_target: Any, x0: Tensor, sigma_hi: Tensor, sigma_lo: Tensor, z: Tensor,
                      teacher: Any = None, solver: str = "heun", cond: Any = None, dist: str = "l2",
-                     weight: str = "uniform", c: float | None = None, sigma_data: float = 0.5) -> Tensor:
+                     weight: str = "uniform", c: float | None = None, sigma_data: float = 0.5,
+                     via: Tensor | None = None) -> Tensor:
     """lambda d(f(x0 + sigma_hi z, sigma_hi), stopgrad f_target(x_lo, sigma_lo)) per sample, where
-    x_lo = Phi(x0 + sigma_hi z; sigma_hi -> sigma_lo) with the teacher (CD, Eq. 7) or x0 + sigma_lo z (CT, Eq. 10).
+    x_lo = Phi(x0 + sigma_hi z; sigma_hi -> sigma_lo) with the teacher (CD, Eq. 7; through the intermediate
+    sigmas `via` [B, k-1] when it skips k grid intervals) or x0 + sigma_lo z (CT, Eq. 10).
     Dropout masks are shared between the two calls (CM code: RNG state restored before the target)."""
     x_hi = x0 + append_dims(sigma_hi, x0.ndim).to(x0.dtype) * z
     if teacher is not None:
-        x_lo = teacher_step(teacher, x_hi, sigma_hi, sigma_lo, solver, cond)
+        mid = via if via is not None else sigma_hi.new_zeros(sigma_hi.shape[0], 0)
+        x_lo = teacher_path(teacher, x_hi, torch.cat([sigma_hi[:, None], mid, sigma_lo[:, None]], 1), solver, cond)
     else:
         x_lo = x0 + append_dims(sigma_lo, x0.ndim).to(x0.dtype) * z
     devices = [x0.device] if x0.device.type == "cuda" else []
@@ -99,6 +102,7 @@ class ConsistencyConfig:
     c: float | None = None      # pseudo-Huber constant (None = 0.00054 sqrt(d))
     weight: str | None = None   # default: uniform for cd/ct, ict for ict
     solver: str = "heun"        # CD teacher step
+    skip: int = 1               # CD: grid intervals the teacher spans per target (LCM's skipping step k)
     P_mean: float = -1.1
     P_std: float = 2.0
     rho: float = 7.0
@@ -121,6 +125,8 @@ class ConsistencyConfig:
             raise ValueError(f"weight must be one of {', '.join(S.WEIGHTINGS)}, got {self.weight!r}")
         if not 0 <= self.mu < 1 or not 0 <= self.mu0 < 1 or self.N < 2:
             raise ValueError("need 0 <= mu < 1, 0 <= mu0 < 1 and N >= 2")
+        if not 1 <= self.skip <= (self.N - 1 if self.mode == "cd" else 1):
+            raise ValueError(f"skip must be 1 for ct/ict and in 1..N-1 = {self.N - 1} for cd, got {self.skip}")
 
 
 class ConsistencyObjective:
@@ -150,7 +156,7 @@ class ConsistencyObjective:
         N, mu = self.schedule(step)
         grid = S.cm_grid(N, c.sigma_min, c.sigma_max, c.rho).to(x0.device)
         probs = S.ict_index_probs(grid, c.P_mean, c.P_std) if c.mode == "ict" else None
-        n = S.sample_indices(N, x0.shape[0], generator, x0.device, probs)
+        n = S.sample_indices(N - c.skip + 1, x0.shape[0], generator, x0.device, probs)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         online = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         if self._pending is not None:  # a resumed EMA target: rebuild it around the online net's structure
@@ -158,8 +164,9 @@ class ConsistencyObjective:
             self.target.load_state_dict(self._pending)
             self._pending = None
         target = self.target if (mu > 0 and self.target is not None) else online
-        return consistency_loss(model, target, x0, grid[n + 1], grid[n], z, self.teacher, c.solver, cond, c.dist,
-                                c.weight, c.c, c.sigma_data)
+        via = grid[n[:, None] + torch.arange(c.skip - 1, 0, -1, device=n.device)]  # [B, skip-1], descending
+        return consistency_loss(model, target, x0, grid[n + c.skip], grid[n], z, self.teacher, c.solver, cond, c.dist,
+                                c.weight, c.c, c.sigma_data, via)
 
     def after_step(self, model: nn.Module, step: int) -> None:
         """theta^- <- stopgrad(mu theta^- + (1 - mu) theta) (CM Alg. 2-3); a no-op copy when mu = 0."""

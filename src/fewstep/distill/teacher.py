@@ -63,3 +63,11 @@ def teacher_step(den: Any, x: Tensor, sigma_from: Tensor, sigma_to: Tensor, solv
     runs = [engine.run(one_step_plan(solver, *pair.tolist()), x[g]) for pair, g in zip(uniq, groups, strict=True)]
     with torch.no_grad():
         return _lockstep(den, x, groups, runs, cond)
+
+
+def teacher_path(den: Any, x: Tensor, path: Tensor, solver: str = "heun", cond: Any = None) -> Tensor:
+    """Phi along path [B, k+1] (descending sigmas per sample): k teacher steps, e.g. LCM's skipping step (Luo et
+    al. 2023, Sec. 4.3), which lets the target lie k grid intervals below the student's sigma."""
+    for j in range(path.shape[1] - 1):
+        x = teacher_step(den, x, path[:, j], path[:, j + 1], solver, cond)
+    return x
