@@ -6,7 +6,7 @@ import shlex
 import torch
 
 from fewstep import data as fsdata
-from fewstep.bench.consistency import train_with_curve
+from fewstep.bench.consistency import train_recipe, train_with_curve
 from fewstep.distill.consistency import ConsistencyConfig
 from fewstep.distill.run import distill
 from fewstep.io import load_model
@@ -42,3 +42,22 @@ def test_segments_with_a_cooldown_equal_one_run_and_extend_from_the_stable_phase
     assert [p["step"] for p in man["curve"]] == [2, 3, 4, 5, 8]
     seg = load_model(out).state_dict()
     assert all(torch.equal(v, seg[k]) for k, v in _one_run(tmp_path, 8, 3).items())
+
+
+def test_a_two_stage_recipe_starts_stage_2_from_stage_1_and_joins_the_curves(tmp_path, monkeypatch):
+    import fewstep.distill.run as run
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(run, "DEFAULT_NET", NET)
+    recipe = dict(steps=4, segments=2, teacher=None, n_eval=24, batch=8, lr=1e-3, warmup=1, ema_decay=0.9, s0=2,
+                  s1=8, label_dropout=1.0, then={"steps": 2, "segments": 1, "batch": 16, "lr": 1e-12})
+    man = train_recipe("digits-ict", recipe, tmp_path / "zoo", scratch=tmp_path)
+    first = tmp_path / "fewstep-digits-ict-stage1.safetensors"
+    assert [(p["step"], p["stage"]) for p in man["curve"]] == [(2, 1), (4, 1), (6, 2)]
+    assert man["curve"][-1]["wall_s"] >= man["curve"][1]["wall_s"] and man["wall_s"] == man["curve"][-1]["wall_s"]
+    one, two = (shlex.split(c) for c in man["stages"])
+    assert two[two.index("--init") + 1] == str(first) and two[two.index("--batch") + 1] == "16"
+    assert two[two.index("--s1") + 1] == "8" and "--init" not in one  # stage 2 inherits what `then` leaves alone
+    # a vanishing stage-2 lr leaves the stage-1 weights: stage 2 really started from them
+    a, b = load_model(first).state_dict(), load_model(tmp_path / "zoo" / "digits-ict.safetensors").state_dict()
+    assert max((v - b[k]).abs().max().item() for k, v in a.items()) < 1e-6

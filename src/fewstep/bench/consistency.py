@@ -168,6 +168,35 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     return manifest
 
 
+def train_recipe(name: str, recipe: dict[str, Any], out_dir: str | Path, threads: int | None = None,
+                 extend: bool = False, scratch: str | Path = "/tmp") -> dict[str, Any]:
+    """Train the zoo model `name` by its RECIPES entry. A recipe with a `then` stage trains stage 1 into `scratch`
+    and stage 2 from its weights (`init`) into `out_dir`, with the stage-1 options `then` does not override; the
+    manifest joins both curves (stage 2 on stage 1's clock) and lists both commands under `stages`."""
+    recipe = dict(recipe)
+    then, mode = recipe.pop("then", None), name.removeprefix("digits-").removeprefix("color-")
+    out = Path(out_dir) / f"{name}.safetensors"
+    ckpt = Path(scratch) / f"fewstep-{name}.ckpt.pt"
+    if then is None:
+        return train_with_curve(mode, out, ckpt=ckpt, threads=threads, extend=extend, **recipe)
+    first_out = Path(scratch) / f"fewstep-{name}-stage1.safetensors"
+    first = train_with_curve(mode, first_out, ckpt=first_out.with_suffix(".ckpt.pt"), threads=threads,
+                             extend=extend, **recipe)
+    staged = {k: v for k, v in recipe.items() if k not in {"steps", "segments", "horizon", "cooldown"}}
+    second = train_with_curve(mode, out, ckpt=ckpt, threads=threads, **{**staged, **then, "init": str(first_out)})
+    k0, w0 = first["curve"][-1]["step"], first["curve"][-1]["wall_s"]
+    curve = [{**p, "stage": 1} for p in first["curve"]] + [
+        {**p, "step": k0 + p["step"], "wall_s": round(w0 + p["wall_s"], 1), "stage": 2} for p in second["curve"]]
+    manifest = {**second, "wall_s": curve[-1]["wall_s"], "curve": curve, "stages": [first["command"],
+                                                                                   second["command"]],
+                "note": "two stages, each trained in resumed segments (exact resume) to record the curve; stage 2 "
+                        "starts from stage 1's EMA weights (--init)"}
+    from ..io import atomic_write_text
+
+    atomic_write_text(out.with_suffix(".json"), json.dumps(manifest, indent=1))
+    return manifest
+
+
 def edit_schedules(T: float) -> tuple[list[float], ...]:
     """1, 2 and 4 steps of Alg. 4, and 21 calls that resample 4 times at each of 5 levels from 2 down to 0.3."""
     return ([T], [T, 0.5], [T, 2.0, 0.5, 0.1], [T] + [float(v) for v in torch.logspace(

@@ -18,7 +18,7 @@ import click
 @click.option("--train", "train_mode", default=None, type=click.Choice(["cd", "ict", "color-cd"]),
               help="first retrain this zoo model (segments + curve), as recorded in its manifest")
 @click.option("--steps", default=None, type=int,
-              help="with --train: training steps [the recipe's: cd 4000, ict 11000, color-cd 2000]")
+              help="with --train: training steps (of stage 1, for a two-stage recipe) [the recipe's]")
 @click.option("--extend", is_flag=True,
               help="with --train: continue the shipped run from its checkpoint (its stable phase, if it ended in a "
                    "cool-down)")
@@ -30,7 +30,7 @@ def consistency(cd: str, ict: str, teacher: str, n: int, search_n: int, train_mo
     import torch
 
     from ..bench.common import write_result
-    from ..bench.consistency import RECIPES, run, train_with_curve
+    from ..bench.consistency import RECIPES, run, train_recipe
     from ..zoo import FILES
 
     if threads:
@@ -39,9 +39,7 @@ def consistency(cd: str, ict: str, teacher: str, n: int, search_n: int, train_mo
         recipe: dict[str, Any] = dict(RECIPES[train_mode])
         if steps is not None:
             recipe["steps"] = steps
-        name = f"digits-{train_mode}"
-        train_with_curve(train_mode.removeprefix("color-"), FILES / f"{name}.safetensors",
-                         ckpt=f"/tmp/fewstep-{name}.ckpt.pt", threads=threads, extend=extend, **recipe)
+        train_recipe(f"digits-{train_mode}", recipe, FILES, threads=threads, extend=extend)
     payload = run(cd=cd, ict=ict, teacher=teacher, n=n, search_n=search_n)
     path = write_result("consistency", payload)
     if as_json:
