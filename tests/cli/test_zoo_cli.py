@@ -20,3 +20,15 @@ def test_zoo_rebuild_dry_run_and_unknown():
     assert res.exit_code == 0 and "fewstep train" in res.output
     res = CliRunner().invoke(cli, ["zoo", "rebuild", "nope"])
     assert res.exit_code != 0
+
+
+def test_zoo_rebuild_runs_every_stage_of_a_staged_manifest(tmp_path, monkeypatch):
+    import json
+
+    import fewstep.cli.zoo as z
+
+    (tmp_path / "m.json").write_text(json.dumps({"command": "fewstep b --init s1", "stages": [
+        "fewstep a --out s1", "fewstep b --init s1"]}))
+    monkeypatch.setattr(z, "FILES", tmp_path)
+    res = CliRunner().invoke(cli, ["zoo", "rebuild", "m", "--dry-run"])
+    assert res.exit_code == 0 and res.output.splitlines() == ["$ fewstep a --out s1", "$ fewstep b --init s1"]

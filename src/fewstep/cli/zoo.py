@@ -57,16 +57,17 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--dry-run", is_flag=True, help="print the recorded command instead of running it")
 def rebuild(name: str, dry_run: bool) -> None:
-    """Re-run the recorded command that produced a shipped model or plan."""
+    """Re-run the recorded command that produced a shipped model or plan (each stage in turn, if it had stages)."""
     found = {n: m for _, n, m in _manifests()}
     if name not in found:
         raise KeyError(f"no shipped entry {name!r}; see `fewstep zoo list` for the names")
-    cmd = found[name].get("command")
-    if not cmd:
+    cmds = found[name].get("stages") or [found[name].get("command")]
+    if not all(cmds):
         raise ValueError(f"{name} has no recorded command in its manifest; it cannot be rebuilt automatically")
-    argv = shlex.split(cmd)
-    if argv and argv[0] == "fewstep":
-        argv = [sys.executable, "-m", "fewstep", *argv[1:]]
-    click.echo(f"$ {cmd}")
-    if not dry_run:
-        raise SystemExit(subprocess.call(argv))
+    for cmd in cmds:
+        argv = shlex.split(cmd)
+        if argv and argv[0] == "fewstep":
+            argv = [sys.executable, "-m", "fewstep", *argv[1:]]
+        click.echo(f"$ {cmd}")
+        if not dry_run and (rc := subprocess.call(argv)):
+            raise SystemExit(rc)
