@@ -55,9 +55,14 @@ def test_a_two_stage_recipe_starts_stage_2_from_stage_1_and_joins_the_curves(tmp
     first = tmp_path / "fewstep-digits-ict-stage1.safetensors"
     assert [(p["step"], p["stage"]) for p in man["curve"]] == [(2, 1), (4, 1), (6, 2)]
     assert man["curve"][-1]["wall_s"] >= man["curve"][1]["wall_s"] and man["wall_s"] == man["curve"][-1]["wall_s"]
+    assert man["stage_wall_s"][0] == man["curve"][1]["wall_s"] and len(man["stage_threads"]) == 2
     one, two = (shlex.split(c) for c in man["stages"])
     assert two[two.index("--init") + 1] == str(first) and two[two.index("--batch") + 1] == "16"
     assert two[two.index("--s1") + 1] == "8" and "--init" not in one  # stage 2 inherits what `then` leaves alone
     # a vanishing stage-2 lr leaves the stage-1 weights: stage 2 really started from them
     a, b = load_model(first).state_dict(), load_model(tmp_path / "zoo" / "digits-ict.safetensors").state_dict()
     assert max((v - b[k]).abs().max().item() for k, v in a.items()) < 1e-6
+    # --extend with stage 1 complete trains no stage-1 step (its checkpoint is not even needed) and redoes stage 2
+    first.with_suffix(".ckpt.pt").unlink()
+    again = train_recipe("digits-ict", recipe, tmp_path / "zoo", extend=True, scratch=tmp_path)
+    assert again["curve"][:2] == man["curve"][:2] and again["stages"][0] == man["stages"][0]
