@@ -328,9 +328,11 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
                         "samples on raw pixels, no network in the metric",
                "columns": ["sampler", "NFE", "FD", "ratio", "target", "FD-pixels", "pixels ratio"], "rows": rows}]
     for label, c in curves.items():
+        staged = any("stage" in p for p in c)  # a two-stage recipe: say which stage each point belongs to
         tables.append({"title": f"{label}: FD (n=500, 2-step at tau=0.5) against training time",
-                       "columns": ["step", "wall s", "FD 1-step", "FD 2-step"],
-                       "rows": [[p["step"], p["wall_s"], p["fd_1step"], p["fd_2step"]] for p in c]})
+                       "columns": ["step", "wall s", "FD 1-step", "FD 2-step"] + ["stage"] * staged,
+                       "rows": [[p["step"], p["wall_s"], p["fd_1step"], p["fd_2step"]] + [p.get("stage")] * staged
+                                for p in c]})
     if "editing" in extra:
         e = extra["editing"]
         tables.append({"title": f"Zero-shot editing with digits-cd on {e['n']} held-out digits",
