@@ -176,6 +176,8 @@ def train_recipe(name: str, recipe: dict[str, Any], out_dir: str | Path, threads
     """Train the zoo model `name` by its RECIPES entry. A recipe with a `then` stage trains stage 1 into `scratch`
     and stage 2 from its weights (`init`) into `out_dir`, with the stage-1 options `then` does not override; the
     manifest joins both curves (stage 2 on stage 1's clock) and lists both commands under `stages`."""
+    from ..io import atomic_write_text
+
     recipe = dict(recipe)
     then, mode = recipe.pop("then", None), name.removeprefix("digits-").removeprefix("color-")
     out = Path(out_dir) / f"{name}.safetensors"
@@ -196,8 +198,6 @@ def train_recipe(name: str, recipe: dict[str, Any], out_dir: str | Path, threads
                                                                                       second["threads"]],
                 "note": "two stages, each trained in resumed segments (exact resume) to record the curve; stage 2 "
                         "starts from stage 1's EMA weights (--init)"}
-    from ..io import atomic_write_text
-
     atomic_write_text(out.with_suffix(".json"), json.dumps(manifest, indent=1))
     return manifest
 

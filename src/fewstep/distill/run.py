@@ -44,21 +44,6 @@ def scratch_config(shape: tuple[int, ...], net: dict[str, Any] | None = None, si
             "sigma_min": sigma_min, "sigma_max": sigma_max, "shape": list(shape)}
 
 
-def init_weights(init: str, model_config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The network weights of the saved model `init`, checked against the student's architecture."""
-    from ..io import build_denoiser
-
-    den = load_denoiser(init)
-    state = {k: v.detach().clone() for k, v in den.state_dict().items()}
-    theirs = getattr(den, "config", {}).get("net")
-    try:
-        build_denoiser(model_config).load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"--init {init}: its network {theirs} does not fit the student's "
-                              f"{model_config['net']}; initialise from a model of the same architecture") from e
-    return state
-
-
 def _check_resume(ckpt: Path, model_config: dict[str, Any]) -> None:
     from ..train.loop import load_checkpoint
 
@@ -98,8 +83,8 @@ def distill(cc: ConsistencyConfig, tc: Any, data: Any, teacher: Any = None,
         model_config["sigma_max"] = cc.sigma_max
     model_config["distill"] = {**dataclasses.asdict(cc),
                                "teacher": teacher if isinstance(teacher, str) else None}
-    if init is not None:
-        init_state = init_weights(init, model_config)
+    if init is not None:  # the loop says so if these weights do not fit the student's network
+        init_state = {k: v.detach().clone() for k, v in load_denoiser(init).state_dict().items()}
         model_config["distill"]["init"] = init
     ckpt_path = Path(ckpt) if ckpt is not None else (Path(out).with_suffix(".ckpt.pt") if out is not None else None)
     if resume and ckpt_path is not None:

@@ -171,7 +171,12 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
     torch.manual_seed(cfg.seed)
     den = build_denoiser(model_config).train().to(device)
     if init_state is not None:
-        den.load_state_dict(init_state)
+        try:
+            den.load_state_dict(init_state)
+        except RuntimeError as e:
+            why = str(e).splitlines()[-1].strip()
+            raise CheckpointError(f"the initial weights do not fit the network {model_config['net']} ({why}); "
+                                  "initialise from a model of the same architecture") from e
     ema = AveragedModel(den, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=False)
     opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
