@@ -65,6 +65,21 @@ def test_resume_with_ema_target_is_exact(tmp_path):
                 teacher=teacher, net=NET, out=out, resume=True)
 
 
+def test_a_checkpoint_from_before_an_option_existed_resumes_with_its_default(tmp_path):
+    teacher = fs.analytic.GaussianMixture(MU[None], torch.tensor([STD]), sigma_min=0.002, sigma_max=80.0)
+    cc, kw = ConsistencyConfig(mode="cd"), dict(batch=32, lr=1e-3, warmup=2, progress=False, label_dropout=0.0)
+    out = tmp_path / "cd.safetensors"
+    distill(cc, TrainConfig(steps=2, **kw), _data(), teacher=teacher, net=NET, out=out)
+    ckpt = out.with_suffix(".ckpt.pt")
+    state = torch.load(ckpt, weights_only=True)
+    del state["config"]["model"]["distill"]["skip"]  # as written before --skip existed
+    torch.save(state, ckpt)
+    assert distill(cc, TrainConfig(steps=4, **kw), _data(), teacher=teacher, net=NET, out=out, resume=True).step == 4
+    with pytest.raises(fs.errors.CheckpointError, match="skip"):  # a value other than the old default still differs
+        distill(ConsistencyConfig(mode="cd", skip=2), TrainConfig(steps=6, **kw), _data(), teacher=teacher, net=NET,
+                out=out, resume=True)
+
+
 def test_cli_distills_a_tiny_teacher(tmp_path):
     from fewstep.cli.distill import distill as group
 

@@ -48,6 +48,9 @@ def _check_resume(ckpt: Path, model_config: dict[str, Any]) -> None:
     from ..train.loop import load_checkpoint
 
     saved = load_checkpoint(ckpt)["config"]["model"].get("distill")
+    if saved is not None:  # an option added since the checkpoint was written had its default then
+        defaults = {f.name: f.default for f in dataclasses.fields(ConsistencyConfig)}
+        saved = {**{k: defaults[k] for k in model_config["distill"].keys() - saved.keys() if k in defaults}, **saved}
     if saved != model_config["distill"]:
         raise CheckpointError(f"{ckpt} was distilled with {saved}, this run asks for {model_config['distill']}; "
                               "resume with the same settings or use another checkpoint path")
