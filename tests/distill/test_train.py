@@ -91,12 +91,14 @@ def test_cli_distills_a_tiny_teacher(tmp_path):
     teacher = tmp_path / "t.safetensors"
     fs.io.save_model(teacher, fs.io.build_denoiser(cfg), cfg)
     out = tmp_path / "s.safetensors"
-    r = CliRunner().invoke(group, ["consistency", "--teacher", str(teacher), "--mode", "cd", "--steps", "2",
-                                   "--batch", "16", "--out", str(out), "--quiet"])
+    r = CliRunner().invoke(group, ["consistency", "--teacher", str(teacher), "--mode", "cd", "--steps", "3",
+                                   "--batch", "16", "--out", str(out), "--quiet", "--average-from", "2",
+                                   "--average-every", "1"])
     assert r.exit_code == 0, r.output
     cm = fs.io.load_model(out)
     assert cm.config["precond"]["name"] == "consistency" and cm.config["distill"]["mode"] == "cd"
     assert "fewstep distill consistency" in cm.config["train"]["command"]
+    assert "--average-from 2" in cm.config["train"]["command"] and cm.config["train"]["averaged_snapshots"] == 2
     r = CliRunner().invoke(group, ["consistency", "--mode", "cd", "--out", str(out)])
     assert r.exit_code != 0 and "teacher" in str(r.exception)
 

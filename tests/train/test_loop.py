@@ -94,6 +94,25 @@ def test_cooldown_branches_exactly_from_a_stable_checkpoint(tmp_path):
         train(mc, ds, _cfg(steps=12, cooldown=4), out=tmp_path / "full.safetensors", resume=True)
 
 
+def test_average_is_the_mean_of_ema_snapshots_and_resumes_exactly(tmp_path):
+    ds, mc = _toy(), _mlp_config()
+    emas = [train(mc, ds, _cfg(steps=k)).den.state_dict() for k in (4, 6, 8)]  # the EMA at steps 4, 6, 8
+    full = train(mc, ds, _cfg(steps=9, average_from=3, average_every=2), out=tmp_path / "a.safetensors")
+    for key, value in full.den.state_dict().items():
+        torch.testing.assert_close(value, sum(e[key] for e in emas) / 3, rtol=1e-6, atol=1e-7)
+    assert read_config(tmp_path / "a.safetensors")["train"]["averaged_snapshots"] == 3
+    train(mc, ds, _cfg(steps=5, average_from=3, average_every=2), out=tmp_path / "b.safetensors")
+    resumed = train(mc, ds, _cfg(steps=9, average_from=3, average_every=2), out=tmp_path / "b.safetensors",
+                    resume=True)
+    sa, sb = full.den.state_dict(), resumed.den.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # before the first snapshot the artefact is the EMA
+    early = train(mc, ds, _cfg(steps=4, average_from=6)).den.state_dict()
+    assert all(torch.equal(early[k], emas[0][k]) for k in early)
+    with pytest.raises(ValueError, match="average_from"):
+        _cfg(average_from=-1)
+
+
 def test_batches_cover_each_epoch_once_and_split_across_ranks():
     n, b = 50, 10
     epoch = torch.cat([batch_indices(n, b, s, seed=1) for s in range(5)])

@@ -118,7 +118,8 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     horizon = horizon or steps
     cc = ConsistencyConfig(mode=mode, horizon=horizon, **{k: v for k, v in opts.items() if k in cc_keys})
     tk = {k: v for k, v in opts.items()
-          if k in {"batch", "lr", "warmup", "ema_decay", "seed", "ckpt_every", "label_dropout"}}
+          if k in {"batch", "lr", "warmup", "ema_decay", "seed", "ckpt_every", "label_dropout", "average_from",
+                   "average_every"}}
     cool = int(opts.pop("cooldown", 0) or 0)
     dropout, init = opts.get("dropout"), opts.get("init")
     ds = fsdata.get(data, split="train")

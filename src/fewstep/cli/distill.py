@@ -67,7 +67,8 @@ def consistency(ctx: click.Context, **o: Any) -> None:
                            skip=o["skip"])
     ds = fsdata.get(o["data_name"], split="train")
     tc = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], cooldown=o["cooldown"],
-                     ema_decay=o["ema_decay"],
+                     ema_decay=o["ema_decay"], average_from=o["average_from"],
+                     average_every=o["average_every"] or TrainConfig.average_every,
                      grad_clip=o["grad_clip"], label_dropout=o["label_dropout"] if ds.y is not None else 0.0,
                      ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"])
     command = recorded_command(ctx, ["fewstep", "distill", "consistency"])

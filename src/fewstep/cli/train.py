@@ -79,6 +79,7 @@ def train(ctx: click.Context, **o: Any) -> None:
                       o["precond"], o["sigma_data"], o["sigma_min"], o["sigma_max"], o["data_name"], o["split"])
     cfg = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], weight_decay=o["weight_decay"],
                       warmup=o["warmup"], cooldown=o["cooldown"], ema_decay=o["ema_decay"], grad_clip=o["grad_clip"],
+                      average_from=o["average_from"], average_every=o["average_every"] or TrainConfig.average_every,
                       loss=o["loss"],
                       label_dropout=o["label_dropout"] if mc["net"]["kwargs"].get("num_classes") else 0.0,
                       ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"])

@@ -40,6 +40,8 @@ class TrainConfig:
     warmup: int = 200
     cooldown: int = 0  # the last `cooldown` steps decay the LR linearly to 0 (0 = constant after warm-up)
     ema_decay: float = 0.999
+    average_from: int | None = None  # from this step on, the artefact is the uniform mean of EMA snapshots ...
+    average_every: int = 500  # ... taken every `average_every` steps (checkpoint averaging; None = the EMA itself)
     grad_clip: float = 1.0
     loss: str = "edm"
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -50,7 +52,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch", "ckpt_every", "log_every"):
+        for name in ("steps", "batch", "ckpt_every", "log_every", "average_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 <= self.ema_decay < 1 or not 0 <= self.label_dropout <= 1 or self.warmup < 0:
@@ -58,6 +60,8 @@ class TrainConfig:
                              "unconditional branch) and warmup >= 0")
         if not 0 <= self.cooldown <= self.steps:
             raise ValueError(f"cooldown must lie in [0, steps={self.steps}], got {self.cooldown}")
+        if self.average_from is not None and self.average_from < 0:
+            raise ValueError(f"average_from must be a step >= 0 (or None for the EMA alone), got {self.average_from}")
         losses.get(self.loss)
 
 
@@ -178,6 +182,9 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
             raise CheckpointError(f"the initial weights do not fit the network {model_config['net']} ({why}); "
                                   "initialise from a model of the same architecture") from e
     ema = AveragedModel(den, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=False)
+    # the uniform mean of EMA snapshots (Izmailov et al. 2018's averaging, applied to the EMA): flattens the noise
+    # that a constant LR leaves in the weights; the artefact once it holds a snapshot
+    avg = AveragedModel(ema.module, use_buffers=False)
     opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     step, wall0, history = 0, 0.0, []
@@ -189,6 +196,8 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
         _check_same_run(state["config"], model_config, cfg, ckpt, int(state["step"]))
         den.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
+        if state.get("average") is not None:
+            avg.load_state_dict(state["average"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, wall0, history = int(state["step"]), float(state.get("wall_s", 0.0)), list(state.get("losses", []))
@@ -201,7 +210,8 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
     def save_ckpt() -> None:
         if rank == 0 and ckpt is not None:
             atomic_torch_save({
-                "model": den.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                "model": den.state_dict(), "ema": ema.state_dict(), "average": avg.state_dict(),
+                "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "step": step, "wall_s": wall0 + time.perf_counter() - t0,
                 "losses": history, "rng": {"torch": torch.get_rng_state()},
                 "config": {"model": model_config, "train": dataclasses.asdict(cfg), "command": command},
@@ -230,6 +240,8 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
             if hasattr(objective, "after_step"):
                 objective.after_step(den, step)
             step += 1
+            if cfg.average_from is not None and step >= cfg.average_from and step % cfg.average_every == 0:
+                avg.update_parameters(ema.module)
             window.append(loss.item())
             if step % cfg.log_every == 0 or step == cfg.steps:
                 history.append(sum(window) / len(window))
@@ -238,11 +250,12 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 save_ckpt()
     wall = wall0 + time.perf_counter() - t0
-    final = ema.module.eval()
+    averaged = int(avg.n_averaged)
+    final = (avg if averaged else ema).module.eval()
     if rank == 0 and out is not None:
         save_model(out, final, {**model_config, "train": {
-            **dataclasses.asdict(cfg), "command": command, "commit": git_commit(), "wall_s": round(wall, 1),
-            "world_size": world, "device": str(device)}})
+            **dataclasses.asdict(cfg), "averaged_snapshots": averaged, "command": command, "commit": git_commit(),
+            "wall_s": round(wall, 1), "world_size": world, "device": str(device)}})
     return TrainResult(final, den.eval(), step, history, wall)
 
 
