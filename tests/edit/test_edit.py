@@ -104,7 +104,7 @@ def test_editing_benchmark_reports_every_schedule():
 
     out = editing(_cm(), 40)
     kept = [k for k in out if k.startswith("inpaint_")]
-    assert len(kept) == 10 and all(0 <= out[k] <= 1 for k in kept)
+    assert len(kept) == 12 and all(0 <= out[k] <= 1 for k in kept)
     assert {"superres_fd_cm_21step", "inpaint_right_21step_label_kept", "inpaint_lower_21step_x4_label_kept"} \
         <= set(out)
     assert out["superres_fd_real"] < out["superres_fd_bicubic"]
@@ -116,7 +116,7 @@ def test_colorization_benchmark_keeps_the_luma_and_reports_fd():
     out = colorization(_cm((3, 8, 8)), 40)
     assert out["n"] == 40 and out["fd_real"] < out["fd_gray"]
     assert 0 <= out["label_kept_gray"] <= 1
-    for k in ("1step", "2step", "4step", "21step"):
+    for k in ("1step", "2step", "4step", "8step", "21step"):
         assert out[f"luma_max_change_cm_{k}"] < 1e-5  # Alg. 4 keeps the luma coefficient
         assert 0 <= out[f"label_kept_cm_{k}"] <= 1 and out[f"fd_cm_{k}"] > 0
 

@@ -215,9 +215,10 @@ def train_recipe(name: str, recipe: dict[str, Any], out_dir: str | Path, threads
 
 
 def edit_schedules(T: float) -> tuple[list[float], ...]:
-    """1, 2 and 4 steps of Alg. 4, and 21 calls that resample 4 times at each of 5 levels from 2 down to 0.3."""
-    return ([T], [T, 0.5], [T, 2.0, 0.5, 0.1], [T] + [float(v) for v in torch.logspace(
-        math.log10(2.0), math.log10(0.3), 5) for _ in range(4)])
+    """1, 2 and 4 steps of Alg. 4, 8 steps on a roughly geometric ladder down to 0.1, and (last) 21 calls that
+    resample 4 times at each of 5 levels from 2 down to 0.3."""
+    return ([T], [T, 0.5], [T, 2.0, 0.5, 0.1], [T, 20.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1], [T] + [float(v) for v in
+            torch.logspace(math.log10(2.0), math.log10(0.3), 5) for _ in range(4)])
 
 
 def editing(cm: Any, n: int, seed: int = 0) -> dict[str, Any]:
