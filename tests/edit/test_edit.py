@@ -102,7 +102,7 @@ def test_denoise_stroke_interpolate_shapes_and_limits():
 def test_editing_benchmark_reports_every_schedule():
     from fewstep.bench.consistency import editing
 
-    out = editing(_cm(), 40)
+    out = editing(_cm(), 40, repeats=2)
     kept = [k for k in out if k.startswith("inpaint_")]
     assert len(kept) == 12 and all(0 <= out[k] <= 1 for k in kept)
     assert {"superres_fd_cm_21step", "inpaint_right_21step_label_kept", "inpaint_lower_21step_x4_label_kept"} \
