@@ -66,3 +66,19 @@ def test_a_two_stage_recipe_starts_stage_2_from_stage_1_and_joins_the_curves(tmp
     first.with_suffix(".ckpt.pt").unlink()
     again = train_recipe("digits-ict", recipe, tmp_path / "zoo", extend=True, scratch=tmp_path)
     assert again["curve"][:2] == man["curve"][:2] and again["stages"][0] == man["stages"][0]
+
+
+def test_an_averaging_recipe_saves_the_mean_of_the_snapshots_and_records_it(tmp_path, monkeypatch):
+    import fewstep.distill.run as run
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(run, "DEFAULT_NET", NET)
+    opts = dict(batch=8, lr=1e-3, warmup=1, ema_decay=0.9, s0=2, s1=8, label_dropout=1.0, horizon=6)
+    out = tmp_path / "avg.safetensors"
+    man = train_with_curve("ict", out, steps=6, segments=2, teacher=None, n_eval=24, average_from=4, average_every=1,
+                           **opts)
+    cmd = shlex.split(man["command"])
+    assert cmd[cmd.index("--average-from") + 1] == "4" and cmd[cmd.index("--average-every") + 1] == "1"
+    emas = [_one_run(tmp_path, k, 0) for k in (4, 5, 6)]
+    for key, value in load_model(out).state_dict().items():
+        torch.testing.assert_close(value, sum(e[key] for e in emas) / 3, rtol=1e-5, atol=1e-7)
