@@ -318,7 +318,7 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
     for nfe in (2, 4):
         rows.append(row("teacher DPM-Solver++(2M)", nfe,
                         seed_fds(lambda s, k=nfe: teacher_samples(teach, n, s, k, "dpm_solver_pp_2m"))))
-    curves = {}
+    curves, commands = {}, {}
     for label, spec, targets in (("digits-cd", cd, (1.3, 1.1)), ("digits-ict", ict, (2.5, 1.8))):
         try:
             cm = load(spec)
@@ -342,6 +342,7 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
             man = manifest(spec)
             extra[label]["wall_s"] = man.get("wall_s")
             curves[label] = man.get("curve", [])
+            commands[label] = man.get("command", "")
         except (KeyError, FileNotFoundError):
             pass
         if plots:
@@ -374,7 +375,11 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
     extra["large_n"] = {"n": LARGE_N, "seeds": list(LARGE_SEEDS), "rows": large}
     for label, c in curves.items():
         staged = any("stage" in p for p in c)  # a two-stage recipe: say which stage each point belongs to
-        tables.append({"title": f"{label}: FD (n=500, 2-step at tau=0.5) against training time",
+        args = shlex.split(commands.get(label, ""))
+        opt = {a: b for a, b in zip(args, args[1:], strict=False) if a.startswith("--")}
+        avg = (f"; from step {opt['--average-from']} on, the model is the mean of the EMA snapshots every "
+               f"{opt.get('--average-every', 500)} steps") if "--average-from" in opt else ""
+        tables.append({"title": f"{label}: FD (n=500, 2-step at tau=0.5) against training time{avg}",
                        "columns": ["step", "wall s", "FD 1-step", "FD 2-step"] + ["stage"] * staged,
                        "rows": [[p["step"], p["wall_s"], p["fd_1step"], p["fd_2step"]] + [p.get("stage")] * staged
                                 for p in c]})
