@@ -36,6 +36,10 @@ def test_train_bad_options_fail_clearly(tmp_path):
     r = CliRunner().invoke(cli, ["train", "--data", "moons", "--net", "unet", "--no-cond", "--out",
                                  str(tmp_path / "m.safetensors")])
     assert r.exit_code != 0 and "--net mlp" in r.output
+    for opt, value in (("--average-every", "0"), ("--average-from", "-1")):
+        r = CliRunner().invoke(cli, ["train", "--data", "moons", "--net", "mlp", "--no-cond", opt, value, "--out",
+                                     str(tmp_path / "m.safetensors")])
+        assert r.exit_code != 0 and opt in r.output
 
 
 def test_a_loader_of_a_known_distribution_is_scored_as_that_distribution(tmp_path):

@@ -51,10 +51,11 @@ def run_options(*, steps: int, lr: float, warmup: int, ema_decay: float, ckpt_ev
                      help="decay the LR linearly to 0 over the last N steps; a run's checkpoint from before the "
                           "cool-down resumes into one exactly"),
         click.option("--ema-decay", default=ema_decay, type=float, help="EMA of the weights kept as the artefact"),
-        click.option("--average-from", default=None, type=int,
+        click.option("--average-from", default=None, type=click.IntRange(min=0),
                      help="save the uniform mean of the EMA weights taken every --average-every steps from this "
                           "step on, instead of the last EMA (checkpoint averaging)"),
-        click.option("--average-every", default=None, type=int, help="steps between averaged snapshots [500]"),
+        click.option("--average-every", default=None, type=click.IntRange(min=1),
+                     help="steps between averaged snapshots [500]"),
         click.option("--grad-clip", default=1.0, type=float),
         click.option("--ckpt-every", default=ckpt_every, type=int, help="write the training checkpoint every N steps"),
         click.option("--out", required=True, type=click.Path(dir_okay=False), help=out_help),
