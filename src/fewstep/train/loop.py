@@ -41,7 +41,7 @@ class TrainConfig:
     cooldown: int = 0  # the last `cooldown` steps decay the LR linearly to 0 (0 = constant after warm-up)
     ema_decay: float = 0.999
     average_from: int | None = None  # from this step on, the artefact is the uniform mean of EMA snapshots ...
-    average_every: int = 500  # ... taken every `average_every` steps (checkpoint averaging; None = the EMA itself)
+    average_every: int = 500  # ... taken every `average_every` steps (checkpoint averaging; None: the EMA itself)
     grad_clip: float = 1.0
     loss: str = "edm"
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -184,7 +184,7 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
     ema = AveragedModel(den, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=False)
     # the uniform mean of EMA snapshots (Izmailov et al. 2018's averaging, applied to the EMA): flattens the noise
     # that a constant LR leaves in the weights; the artefact once it holds a snapshot
-    avg = AveragedModel(ema.module, use_buffers=False)
+    avg = AveragedModel(ema.module, use_buffers=False) if cfg.average_from is not None else None
     opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     step, wall0, history = 0, 0.0, []
@@ -196,7 +196,7 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
         _check_same_run(state["config"], model_config, cfg, ckpt, int(state["step"]))
         den.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
-        if state.get("average") is not None:
+        if avg is not None and state.get("average") is not None:
             avg.load_state_dict(state["average"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -210,8 +210,8 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
     def save_ckpt() -> None:
         if rank == 0 and ckpt is not None:
             atomic_torch_save({
-                "model": den.state_dict(), "ema": ema.state_dict(), "average": avg.state_dict(),
-                "optimizer": opt.state_dict(),
+                "model": den.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                "average": avg.state_dict() if avg is not None else None,
                 "scheduler": sched.state_dict(), "step": step, "wall_s": wall0 + time.perf_counter() - t0,
                 "losses": history, "rng": {"torch": torch.get_rng_state()},
                 "config": {"model": model_config, "train": dataclasses.asdict(cfg), "command": command},
@@ -240,7 +240,7 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
             if hasattr(objective, "after_step"):
                 objective.after_step(den, step)
             step += 1
-            if cfg.average_from is not None and step >= cfg.average_from and step % cfg.average_every == 0:
+            if avg is not None and step >= cfg.average_from and step % cfg.average_every == 0:
                 avg.update_parameters(ema.module)
             window.append(loss.item())
             if step % cfg.log_every == 0 or step == cfg.steps:
@@ -250,7 +250,7 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 save_ckpt()
     wall = wall0 + time.perf_counter() - t0
-    averaged = int(avg.n_averaged)
+    averaged = int(avg.n_averaged) if avg is not None else 0
     final = (avg if averaged else ema).module.eval()
     if rank == 0 and out is not None:
         save_model(out, final, {**model_config, "train": {
