@@ -318,7 +318,7 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
     for nfe in (2, 4):
         rows.append(row("teacher DPM-Solver++(2M)", nfe,
                         seed_fds(lambda s, k=nfe: teacher_samples(teach, n, s, k, "dpm_solver_pp_2m"))))
-    curves, commands = {}, {}
+    curves, averaging = {}, {}
     for label, spec, targets in (("digits-cd", cd, (1.3, 1.1)), ("digits-ict", ict, (2.5, 1.8))):
         try:
             cm = load(spec)
@@ -326,6 +326,10 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
             summary.append(f"{label}: not available ({e})")
             continue
         T = float(cm.sigma_max)
+        tr = getattr(cm, "config", {}).get("train", {})
+        if tr.get("average_from") is not None:
+            averaging[label] = (f"; from step {tr['average_from']} on, the model is the mean of the EMA snapshots "
+                                f"every {tr['average_every']} steps")
         one = seed_fds(lambda s, m=cm, T=T: cm_samples(m, n, s, [T]))
         tau, _ = best_two_step(cm, search_n, seed=12345)
         two = seed_fds(lambda s, m=cm, T=T, tau=tau: cm_samples(m, n, s, [T, tau]))
@@ -342,7 +346,6 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
             man = manifest(spec)
             extra[label]["wall_s"] = man.get("wall_s")
             curves[label] = man.get("curve", [])
-            commands[label] = man.get("command", "")
         except (KeyError, FileNotFoundError):
             pass
         if plots:
@@ -375,11 +378,8 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
     extra["large_n"] = {"n": LARGE_N, "seeds": list(LARGE_SEEDS), "rows": large}
     for label, c in curves.items():
         staged = any("stage" in p for p in c)  # a two-stage recipe: say which stage each point belongs to
-        args = shlex.split(commands.get(label, ""))
-        opt = {a: b for a, b in zip(args, args[1:], strict=False) if a.startswith("--")}
-        avg = (f"; from step {opt['--average-from']} on, the model is the mean of the EMA snapshots every "
-               f"{opt.get('--average-every', 500)} steps") if "--average-from" in opt else ""
-        tables.append({"title": f"{label}: FD (n=500, 2-step at tau=0.5) against training time{avg}",
+        tables.append({"title": f"{label}: FD (n=500, 2-step at tau=0.5) against training time"
+                                f"{averaging.get(label, '')}",
                        "columns": ["step", "wall s", "FD 1-step", "FD 2-step"] + ["stage"] * staged,
                        "rows": [[p["step"], p["wall_s"], p["fd_1step"], p["fd_2step"]] + [p.get("stage")] * staged
                                 for p in c]})
