@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 
 import fewstep as fs
 from fewstep.distill import GaussianConsistency, consistency_loss, distance, multistep, onestep, teacher_step
@@ -202,3 +203,38 @@ def test_ternary_search_finds_the_minimum_of_a_unimodal_score():
     sig, v = search_sigmas(lambda s: sum((math.log(a) - math.log(b)) ** 2 for a, b in zip(s, target, strict=True)),
                            3, 0.002, 80.0, iters=20, sweeps=2)
     assert sig[0] == 80.0 and sig[1] == pytest.approx(3.0, rel=1e-2) and sig[2] == pytest.approx(0.2, rel=1e-2)
+
+
+def test_teacher_trajectories_follow_the_ode_and_the_regression_pins_the_exact_function():
+    from fewstep.distill.consistency import ConsistencyConfig, ConsistencyObjective, ode_regression
+    from fewstep.distill.teacher import teacher_trajectories
+
+    g = torch.Generator().manual_seed(0)
+    x_T = T * torch.randn(2000, 1, generator=g, dtype=torch.float64)
+
+    def error(N: int) -> tuple[Tensor, Tensor, float]:  # the Gaussian's PF-ODE moves x - mu like sqrt(s^2 + sigma^2)
+        grid = S.cm_grid(N, EPS, T).flip(0)
+        states = teacher_trajectories(_gauss_teacher(), x_T, grid, batch=700)
+        gain = ((STD**2 + grid**2) / (STD**2 + T**2)).sqrt()
+        return states, grid, (states - MU - (x_T[:, None] - MU) * gain[None, :, None]).abs().max().item()
+
+    states, grid, e72 = error(72)
+    assert states.shape == (2000, 72, 1) and torch.equal(states[:, 0], x_T)
+    assert e72 < 2e-2 * STD and error(18)[2] > 8 * e72  # Heun: second order in the step
+    exact, wrong = GaussianConsistency(MU, STD, EPS, T), GaussianConsistency(MU, STD, EPS, T, perturb=0.2)
+    l_exact = ode_regression(exact, states, grid, 4000, torch.Generator().manual_seed(1)).mean()
+    l_wrong = ode_regression(wrong, states, grid, 4000, torch.Generator().manual_seed(1)).mean()
+    assert l_wrong > 1e-3 and l_exact < 1e-3 * l_wrong  # only the Heun error remains
+    # in the objective it adds to the CD loss: zero for the exact function, not for a wrong one
+    cc = ConsistencyConfig(mode="cd", N=72, dist="l2", reg=10.0, reg_paths=2000)
+    x0 = MU + STD * torch.randn(512, 1, generator=g, dtype=torch.float64)
+    obj = ConsistencyObjective(cc, 10, _gauss_teacher(), states)
+    with_reg = obj(wrong, x0, None, torch.Generator().manual_seed(2), 0).mean()
+    without = ConsistencyObjective(ConsistencyConfig(mode="cd", N=72, dist="l2"), 10, _gauss_teacher())(
+        wrong, x0, None, torch.Generator().manual_seed(2), 0).mean()
+    assert with_reg > 10 * without
+    assert obj(exact, x0, None, torch.Generator().manual_seed(2), 0).mean() < 1e-3 * with_reg
+    with pytest.raises(ValueError, match="reg"):
+        ConsistencyConfig(mode="ict", reg=1.0)
+    with pytest.raises(ValueError, match="bank"):
+        ConsistencyObjective(cc, 10, _gauss_teacher())

@@ -1,5 +1,5 @@
 """Distillation under torch.distributed (gloo, 2 CPU processes, as torchrun would start them): both ranks end
-with identical weights and the rank-0 artefact is written."""
+with identical weights (the ODE-pair regression's second student call included) and the rank-0 artefact is written."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def _worker(rank: int, init_file: str, out: str) -> None:
         x = 0.3 + 0.5 * torch.randn(256, 2, generator=torch.Generator().manual_seed(0))
         teacher = fs.analytic.GaussianMixture(torch.tensor([[0.3, 0.3]]), torch.tensor([0.5]))
         net = {"class": "mlp", "kwargs": {"dim": 2, "hidden": 32, "depth": 1}}
-        res = distill(ConsistencyConfig(mode="cd", N=10, mu=0.5), TrainConfig(steps=4, batch=32, progress=False),
+        cc = ConsistencyConfig(mode="cd", N=10, mu=0.5, reg=1.0, reg_paths=64)
+        res = distill(cc, TrainConfig(steps=4, batch=32, progress=False),
                       ImageData("g", x), teacher=teacher, net=net, out=out)
         flat = torch.cat([p.detach().flatten() for p in res.raw.parameters()])
         both = [torch.zeros_like(flat) for _ in range(2)]

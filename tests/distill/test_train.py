@@ -36,6 +36,7 @@ def _error(f) -> float:
 
 
 @pytest.mark.parametrize("mode,extra", [("cd", {"N": 18}), ("cd", {"N": 18, "mu": 0.9, "dist": "pseudo_huber"}),
+                                        ("cd", {"N": 18, "reg": 1.0, "reg_paths": 1024}),
                                         ("ct", {"s0": 2, "s1": 40}), ("ict", {"s0": 10, "s1": 80})])
 def test_each_method_moves_the_student_toward_the_exact_consistency_function(mode, extra):
     teacher = fs.analytic.GaussianMixture(MU[None], torch.tensor([STD]), sigma_min=0.002, sigma_max=80.0)
@@ -101,6 +102,34 @@ def test_cli_distills_a_tiny_teacher(tmp_path):
     assert "--average-from 2" in cm.config["train"]["command"] and cm.config["train"]["averaged_snapshots"] == 2
     r = CliRunner().invoke(group, ["consistency", "--mode", "cd", "--out", str(out)])
     assert r.exit_code != 0 and "teacher" in str(r.exception)
+
+
+def test_cli_regression_bank_is_cached_beside_the_checkpoint_and_reused_on_resume(tmp_path, monkeypatch):
+    from fewstep.cli.distill import distill as group
+    from fewstep.distill import teacher as teacher_mod
+
+    cfg = {"kind": "denoiser", "net": {"class": "unet", "kwargs": {"in_channels": 1, "channels": 8,
+                                                                   "channel_mult": [1], "num_blocks": 1}},
+           "precond": {"name": "edm", "kwargs": {"sigma_data": 0.5}}, "sigma_min": 0.002, "sigma_max": 80.0,
+           "shape": [1, 8, 8]}
+    teacher = tmp_path / "t.safetensors"
+    fs.io.save_model(teacher, fs.io.build_denoiser(cfg), cfg)
+    out = tmp_path / "s.safetensors"
+    args = ["consistency", "--teacher", str(teacher), "--mode", "cd", "--N", "6", "--batch", "8", "--out", str(out),
+            "--quiet", "--reg", "0.5", "--reg-paths", "12", "--ckpt-every", "1"]
+    assert (r := CliRunner().invoke(group, args + ["--steps", "2"])).exit_code == 0, r.output
+    cache = out.with_suffix(".ckpt.paths.pt")
+    bank = torch.load(cache)
+    assert bank["states"].shape == (12, 6, 1, 8, 8) and bank["key"]["paths"] == 12
+    assert fs.io.load_model(out).config["distill"]["reg"] == 0.5
+
+    def refuse(*a, **k):
+        raise AssertionError("the cached bank should have been loaded")
+
+    monkeypatch.setattr(teacher_mod, "teacher_trajectories", refuse)
+    assert (r := CliRunner().invoke(group, args + ["--steps", "3", "--resume"])).exit_code == 0, r.output
+    r = CliRunner().invoke(group, ["consistency", "--mode", "ict", "--reg", "1", "--out", str(out)])
+    assert r.exit_code != 0 and "reg" in str(r.exception)
 
 
 def test_init_starts_a_second_stage_from_the_given_weights(tmp_path):

@@ -128,7 +128,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
-    cc_keys = {"N", "mu", "s0", "s1", "dist", "weight", "solver", "skip"}
+    cc_keys = {"N", "mu", "s0", "s1", "dist", "weight", "solver", "skip", "reg", "reg_paths"}
     horizon = horizon or steps
     cc = ConsistencyConfig(mode=mode, horizon=horizon, **{k: v for k, v in opts.items() if k in cc_keys})
     tk = {k: v for k, v in opts.items()

@@ -37,6 +37,11 @@ def distill() -> None:
               help="CD teacher step: a one-step plan of the solver engine")
 @click.option("--skip", default=1, type=int,
               help="CD: grid intervals the teacher spans per target (LCM's skipping step k; 1 = the CM paper)")
+@click.option("--reg", default=0.0, type=click.FloatRange(min=0),
+              help="CD: weight of a regression of f onto the teacher's ODE samples along stored teacher trajectories "
+                   "(0 = the CM paper's CD)")
+@click.option("--reg-paths", default=20000, type=click.IntRange(min=1),
+              help="CD: teacher trajectories generated for --reg (cached beside the checkpoint)")
 @click.option("--dropout", default=None, type=float, help="network dropout (iCT uses it)")
 @click.option("--init", default=None, help="start the student from this model's weights (zoo name or .safetensors), "
                                          "e.g. a second stage with a larger batch")
@@ -64,7 +69,7 @@ def consistency(ctx: click.Context, **o: Any) -> None:
     device = init_distributed(o["device"])
     cc = ConsistencyConfig(mode=o["mode"], N=o["N"], mu=o["mu"], s0=o["s0"], s1=o["s1"], mu0=o["mu0"],
                            dist=o["dist"], weight=o["weight"], solver=o["solver"], horizon=o["horizon"],
-                           skip=o["skip"])
+                           skip=o["skip"], reg=o["reg"], reg_paths=o["reg_paths"])
     ds = fsdata.get(o["data_name"], split="train")
     tc = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], cooldown=o["cooldown"],
                      ema_decay=o["ema_decay"], average_from=o["average_from"],

@@ -65,6 +65,20 @@ def distance(name: str, a: Tensor, b: Tensor, c: float | None = None) -> Tensor:
     raise KeyError(f"unknown distance {name!r}; known: {', '.join(DISTANCES)}")
 
 
+def ode_regression(f: Any, bank: Tensor, grid: Tensor, batch: int, generator: torch.Generator, dist: str = "l2",
+                   c: float | None = None) -> Tensor:
+    """d(f(x_j, sigma_j), x_end) per sample for `batch` draws from a bank [M, len(grid), ...] of teacher ODE states
+    on the descending `grid` (fewstep.distill.teacher.teacher_trajectories): half at sigma_max, the one-step map,
+    half at a uniform grid point. It pins f to the teacher's ODE solution, which CD's chain of local targets
+    only reaches through N bootstrapped steps (Luhman & Luhman 2021; DMD's L_reg, Yin et al. 2024, Eq. 6)."""
+    dev, gdev = bank.device, generator.device
+    m = torch.randint(bank.shape[0], (batch,), generator=generator, device=gdev).to(dev)
+    j = torch.randint(bank.shape[1] - 1, (batch,), generator=generator, device=gdev)
+    j = torch.where(torch.rand(batch, generator=generator, device=gdev) < 0.5, 0, j).to(dev)
+    out = f(bank[m, j], grid.to(dev, torch.float64)[j], None)
+    return distance(dist, out, bank[m, -1], c).to(bank.dtype)
+
+
 def consistency_loss(f: Any, f_target: Any, x0: Tensor, sigma_hi: Tensor, sigma_lo: Tensor, z: Tensor,
                      teacher: Any = None, solver: str = "heun", cond: Any = None, dist: str = "l2",
                      weight: str = "uniform", c: float | None = None, sigma_data: float = 0.5,
@@ -110,6 +124,8 @@ class ConsistencyConfig:
     sigma_max: float = 80.0
     sigma_data: float = 0.5
     horizon: int | None = None  # K of the N(k)/mu(k) curricula (None = the run's step count)
+    reg: float = 0.0            # CD: weight of the ODE-pair regression onto the teacher's samples (0 = the CM paper)
+    reg_paths: int = 20000      # CD: teacher trajectories in the regression's bank
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -127,16 +143,23 @@ class ConsistencyConfig:
             raise ValueError("need 0 <= mu < 1, 0 <= mu0 < 1 and N >= 2")
         if not 1 <= self.skip <= (self.N - 1 if self.mode == "cd" else 1):
             raise ValueError(f"skip must be 1 for ct/ict and in 1..N-1 = {self.N - 1} for cd, got {self.skip}")
+        if self.reg < 0 or (self.reg > 0 and self.mode != "cd") or self.reg_paths < 1:
+            raise ValueError(f"reg (the ODE-pair regression weight) must be >= 0 and needs mode 'cd' (a teacher), "
+                             f"and reg_paths >= 1; got reg={self.reg}, mode={self.mode!r}, reg_paths={self.reg_paths}")
 
 
 class ConsistencyObjective:
     """The per-step objective plugged into fewstep.train.loop: picks N(k), mu(k) and the sigma pairs, keeps the
     target network theta^- (EMA with rate mu, or the online net itself when mu = 0: stop-gradient)."""
 
-    def __init__(self, cfg: ConsistencyConfig, total_steps: int, teacher: Any = None) -> None:
+    def __init__(self, cfg: ConsistencyConfig, total_steps: int, teacher: Any = None, bank: Tensor | None = None
+                 ) -> None:
         if cfg.mode == "cd" and teacher is None:
             raise ValueError("mode 'cd' needs a teacher denoiser (--teacher); use --mode ict to train from scratch")
+        if cfg.reg > 0 and bank is None:
+            raise ValueError("reg > 0 needs the bank of teacher trajectories (fewstep.distill.run.ode_bank)")
         self.cfg, self.teacher = cfg, teacher if cfg.mode == "cd" else None
+        self.bank = bank if cfg.reg > 0 else None
         self.K = cfg.horizon or total_steps
         self.target: nn.Module | None = None
         self._pending: dict[str, Any] | None = None
@@ -165,8 +188,11 @@ class ConsistencyObjective:
             self._pending = None
         target = self.target if (mu > 0 and self.target is not None) else online
         via = grid[n[:, None] + torch.arange(c.skip - 1, 0, -1, device=n.device)]  # [B, skip-1], descending
-        return consistency_loss(model, target, x0, grid[n + c.skip], grid[n], z, self.teacher, c.solver, cond, c.dist,
+        loss = consistency_loss(model, target, x0, grid[n + c.skip], grid[n], z, self.teacher, c.solver, cond, c.dist,
                                 c.weight, c.c, c.sigma_data, via)
+        if self.bank is None:
+            return loss
+        return loss + c.reg * ode_regression(model, self.bank, grid.flip(0), x0.shape[0], generator, c.dist, c.c)
 
     def after_step(self, model: nn.Module, step: int) -> None:
         """theta^- <- stopgrad(mu theta^- + (1 - mu) theta) (CM Alg. 2-3); a no-op copy when mu = 0."""

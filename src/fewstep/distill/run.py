@@ -56,6 +56,32 @@ def _check_resume(ckpt: Path, model_config: dict[str, Any]) -> None:
                               "resume with the same settings or use another checkpoint path")
 
 
+def ode_bank(teacher: Any, cc: ConsistencyConfig, shape: tuple[int, ...], seed: int = 0,
+             device: str | torch.device = "cpu", cache: str | Path | None = None) -> torch.Tensor:
+    """cc.reg_paths teacher PF-ODE trajectories on the CD grid from sigma_max z, z ~ N(0, I) seeded by `seed`
+    (teacher_trajectories): [M, N, *shape]. `cache` keeps them beside the checkpoint, so a resumed run (or the next
+    segment of one) loads them instead of spending M x 2(N-1) teacher calls again; a cache of other settings is
+    recomputed."""
+    from ..io import atomic_torch_save
+    from . import schedules as S
+    from .teacher import teacher_trajectories
+
+    key = {"teacher": teacher if isinstance(teacher, str) else None, "paths": cc.reg_paths, "N": cc.N,
+           "solver": cc.solver, "sigma_min": cc.sigma_min, "sigma_max": cc.sigma_max, "rho": cc.rho, "seed": seed,
+           "shape": list(shape)}
+    cache = Path(cache) if cache is not None and key["teacher"] is not None else None
+    if cache is not None and cache.is_file():
+        saved = torch.load(cache, map_location=device)
+        if saved.get("key") == key:
+            return saved["states"]
+    z = torch.randn((cc.reg_paths, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    grid = S.cm_grid(cc.N, cc.sigma_min, cc.sigma_max, cc.rho).flip(0)
+    states = teacher_trajectories(load_denoiser(teacher, device), cc.sigma_max * z, grid, cc.solver)
+    if cache is not None:
+        atomic_torch_save({"key": key, "states": states.cpu()}, cache)
+    return states
+
+
 def distill(cc: ConsistencyConfig, tc: Any, data: Any, teacher: Any = None,
             out: str | Path | None = None, ckpt: str | Path | None = None, resume: bool = False,
             device: str | torch.device = "cpu", command: str | None = None, dropout: float | None = None,
@@ -92,6 +118,10 @@ def distill(cc: ConsistencyConfig, tc: Any, data: Any, teacher: Any = None,
     ckpt_path = Path(ckpt) if ckpt is not None else (Path(out).with_suffix(".ckpt.pt") if out is not None else None)
     if resume and ckpt_path is not None:
         _check_resume(ckpt_path, model_config)
-    objective = ConsistencyObjective(cc, tc.steps, teach)
+    bank = None
+    if cc.reg > 0:  # every rank builds the same bank (seeded by the run's seed)
+        cache = ckpt_path.with_suffix(".paths.pt") if ckpt_path is not None else None
+        bank = ode_bank(teacher, cc, tuple(data.shape), tc.seed, device, cache)
+    objective = ConsistencyObjective(cc, tc.steps, teach, bank)
     return train(model_config, data, tc, out=out, ckpt=ckpt_path, resume=resume, device=device, command=command,
                  objective=objective, init_state=init_state)

@@ -71,3 +71,20 @@ def teacher_path(den: Any, x: Tensor, path: Tensor, solver: str = "heun", cond: 
     for j in range(path.shape[1] - 1):
         x = teacher_step(den, x, path[:, j], path[:, j + 1], solver, cond)
     return x
+
+
+def teacher_trajectories(den: Any, x_T: Tensor, grid: Tensor, solver: str = "heun", cond: Any = None,
+                         batch: int = 1000) -> Tensor:
+    """States [B, len(grid), ...] of the teacher's PF-ODE from x_T at grid[0] through each point of the descending
+    `grid`, one `teacher_step` per interval (the CD grid with Heun is the 35-NFE Heun sampler); the last state is
+    the teacher's sample, the target of an ODE-pair regression (Luhman & Luhman 2021)."""
+    states = x_T.new_empty(x_T.shape[0], len(grid), *x_T.shape[1:])
+    for i in range(0, x_T.shape[0], batch):
+        x = x_T[i:i + batch]
+        states[i:i + batch, 0] = x
+        c = cond[i:i + batch] if isinstance(cond, Tensor) else cond
+        for j in range(len(grid) - 1):
+            s = grid[j:j + 2].to(x.device, torch.float64)[:, None].expand(2, x.shape[0])
+            x = teacher_step(den, x, s[0], s[1], solver, c)
+            states[i:i + batch, j + 1] = x
+    return states
