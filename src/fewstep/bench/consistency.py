@@ -28,11 +28,13 @@ LARGE_N, LARGE_SEEDS = 2500, (200, 201)  # a check at larger n, where FD's small
 # The recipes the shipped zoo models were trained with (`fewstep bench consistency --train cd|ict [--extend]`).
 # The horizon K only drives the CT/iCT curricula; it is pinned so a run can be extended (CD ignores it).
 RECIPES: dict[str, dict] = {
-    "cd": {"steps": 4000, "horizon": 1000, "segments": 8, "teacher": "digits-edm", "batch": 64, "lr": 2e-4,
+    "cd": {"steps": 3000, "horizon": 1000, "segments": 6, "teacher": "digits-edm", "batch": 64, "lr": 2e-4,
            "warmup": 50,
            "ema_decay": 0.995, "N": 18, "dist": "lpips", "solver": "heun", "label_dropout": 1.0,
-           # stage 2: 4x the batch at half the lr and a longer EMA; stage 1's 1-step FD is flat after ~500 steps
-           "then": {"steps": 500, "segments": 2, "batch": 256, "lr": 1e-4, "warmup": 20, "ema_decay": 0.999}},
+           # stage 2: 4x the batch at half the lr and a longer EMA, plus the ODE-pair regression (--reg) on 20000
+           # teacher trajectories; stage 1's 1-step FD is flat after ~2000 steps
+           "then": {"steps": 750, "segments": 3, "batch": 256, "lr": 1e-4, "warmup": 20, "ema_decay": 0.999,
+                    "reg": 1.0}},
     "color-cd": {"steps": 2000, "horizon": 1000, "segments": 4, "teacher": "digits-color-edm",
                  "data": "digits_color", "batch": 64, "lr": 2e-4, "warmup": 50, "ema_decay": 0.995, "N": 18,
                  "dist": "lpips", "solver": "heun",
