@@ -128,6 +128,10 @@ def test_cli_regression_bank_is_cached_beside_the_checkpoint_and_reused_on_resum
 
     monkeypatch.setattr(teacher_mod, "teacher_trajectories", refuse)
     assert (r := CliRunner().invoke(group, args + ["--steps", "3", "--resume"])).exit_code == 0, r.output
+    monkeypatch.undo()
+    cache.write_bytes(b"not a torch file")  # a damaged cache is rebuilt, not a crash
+    assert (r := CliRunner().invoke(group, args + ["--steps", "4", "--resume"])).exit_code == 0, r.output
+    torch.testing.assert_close(torch.load(cache)["states"], bank["states"])  # seeded: the same trajectories
     r = CliRunner().invoke(group, ["consistency", "--mode", "ict", "--reg", "1", "--out", str(out)])
     assert r.exit_code != 0 and "reg" in str(r.exception)
 

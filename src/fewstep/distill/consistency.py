@@ -69,8 +69,9 @@ def ode_regression(f: Any, bank: Tensor, grid: Tensor, batch: int, generator: to
                    c: float | None = None) -> Tensor:
     """d(f(x_j, sigma_j), x_end) per sample for `batch` draws from a bank [M, len(grid), ...] of teacher ODE states
     on the descending `grid` (fewstep.distill.teacher.teacher_trajectories): half at sigma_max, the one-step map,
-    half at a uniform grid point. It pins f to the teacher's ODE solution, which CD's chain of local targets
-    only reaches through N bootstrapped steps (Luhman & Luhman 2021; DMD's L_reg, Yin et al. 2024, Eq. 6)."""
+    half at a uniform grid point, with the null label as the bank's. It pins f to the teacher's ODE solution, which
+    CD's chain of local targets only reaches through N bootstrapped steps (Luhman & Luhman 2021; DMD's L_reg, Yin et
+    al. 2024, Eq. 6)."""
     dev, gdev = bank.device, generator.device
     m = torch.randint(bank.shape[0], (batch,), generator=generator, device=gdev).to(dev)
     j = torch.randint(bank.shape[1] - 1, (batch,), generator=generator, device=gdev)

@@ -60,8 +60,8 @@ def ode_bank(teacher: Any, cc: ConsistencyConfig, shape: tuple[int, ...], seed: 
              device: str | torch.device = "cpu", cache: str | Path | None = None) -> torch.Tensor:
     """cc.reg_paths teacher PF-ODE trajectories on the CD grid from sigma_max z, z ~ N(0, I) seeded by `seed`
     (teacher_trajectories): [M, N, *shape]. `cache` keeps them beside the checkpoint, so a resumed run (or the next
-    segment of one) loads them instead of spending M x 2(N-1) teacher calls again; a cache of other settings is
-    recomputed."""
+    segment of one) loads them instead of spending M x 2(N-1) teacher calls again; a cache of other settings, or a
+    damaged one, is recomputed."""
     from ..io import atomic_torch_save
     from . import schedules as S
     from .teacher import teacher_trajectories
@@ -71,8 +71,11 @@ def ode_bank(teacher: Any, cc: ConsistencyConfig, shape: tuple[int, ...], seed: 
            "shape": list(shape)}
     cache = Path(cache) if cache is not None and key["teacher"] is not None else None
     if cache is not None and cache.is_file():
-        saved = torch.load(cache, map_location=device)
-        if saved.get("key") == key:
+        try:
+            saved = torch.load(cache, map_location=device, weights_only=True)
+        except Exception:  # a damaged cache is only lost time: rebuild it
+            saved = {}
+        if isinstance(saved, dict) and saved.get("key") == key:
             return saved["states"]
     z = torch.randn((cc.reg_paths, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
     grid = S.cm_grid(cc.N, cc.sigma_min, cc.sigma_max, cc.rho).flip(0)
