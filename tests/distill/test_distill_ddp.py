@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 
-def _worker(rank: int, init_file: str, out: str) -> None:
+def _worker(rank: int, done: str, init_file: str, out: str) -> None:
     torch.set_num_threads(1)
     # a file store, not a TCP store hosted by rank 0: rank 0 leaving first cannot pull the store from under rank 1
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
@@ -31,12 +30,13 @@ def _worker(rank: int, init_file: str, out: str) -> None:
         dist.all_gather(both, flat)
         assert torch.equal(both[0], both[1])
         dist.barrier()  # neither rank tears gloo down while the other is still using it
+        open(f"{done}/done{rank}", "w").close()
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_cd_under_ddp_keeps_ranks_in_sync(tmp_path):
+def test_cd_under_ddp_keeps_ranks_in_sync(tmp_path, spawn_ranks):
     out = tmp_path / "cm.safetensors"
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    spawn_ranks(_worker, str(tmp_path / "init"), str(out))
     assert out.is_file()

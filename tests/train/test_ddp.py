@@ -7,10 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 
-def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+def _worker(rank: int, done: str, world: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
@@ -24,13 +23,14 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         res = train(mc, ds, cfg, out=os.path.join(out_dir, "model.safetensors"))
         torch.save({"raw": res.raw.state_dict(), "ema": res.den.state_dict()}, os.path.join(out_dir, f"r{rank}.pt"))
         dist.barrier()  # neither rank tears gloo down while the other is still using it
+        open(os.path.join(done, f"done{rank}"), "w").close()
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed (gloo)")
-def test_two_cpu_ranks_end_with_identical_weights(tmp_path):
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+def test_two_cpu_ranks_end_with_identical_weights(tmp_path, spawn_ranks):
+    spawn_ranks(_worker, 2, str(tmp_path / "init"), str(tmp_path))
     r0, r1 = (torch.load(tmp_path / f"r{r}.pt", weights_only=True) for r in range(2))
     for key in ("raw", "ema"):
         assert all(torch.equal(r0[key][k], r1[key][k]) for k in r0[key])
