@@ -132,6 +132,13 @@ def test_cli_regression_bank_is_cached_beside_the_checkpoint_and_reused_on_resum
     cache.write_bytes(b"not a torch file")  # a damaged cache is rebuilt, not a crash
     assert (r := CliRunner().invoke(group, args + ["--steps", "4", "--resume"])).exit_code == 0, r.output
     torch.testing.assert_close(torch.load(cache)["states"], bank["states"])  # seeded: the same trajectories
+    other = fs.io.build_denoiser(cfg)  # another teacher saved at the same path: its trajectories, not the cached ones
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.1)
+    fs.io.save_model(teacher, other, cfg)
+    assert (r := CliRunner().invoke(group, args + ["--steps", "5", "--resume"])).exit_code == 0, r.output
+    assert not torch.equal(torch.load(cache)["states"][:, -1], bank["states"][:, -1])
     r = CliRunner().invoke(group, ["consistency", "--mode", "ict", "--reg", "1", "--out", str(out)])
     assert r.exit_code != 0 and "reg" in str(r.exception)
 

@@ -56,19 +56,33 @@ def _check_resume(ckpt: Path, model_config: dict[str, Any]) -> None:
                               "resume with the same settings or use another checkpoint path")
 
 
+def _weights_digest(den: Any) -> str | None:
+    """SHA-256 of a network's weights (None for a denoiser without any, e.g. an analytic one): what a cache of its
+    outputs is keyed by, so another file at the same path is not mistaken for it."""
+    import hashlib
+
+    if not isinstance(den, nn.Module):
+        return None
+    h = hashlib.sha256()
+    for name, t in sorted(den.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def ode_bank(teacher: Any, cc: ConsistencyConfig, shape: tuple[int, ...], seed: int = 0,
              device: str | torch.device = "cpu", cache: str | Path | None = None) -> torch.Tensor:
     """cc.reg_paths teacher PF-ODE trajectories on the CD grid from sigma_max z, z ~ N(0, I) seeded by `seed`
     (teacher_trajectories): [M, N, *shape]. `cache` keeps them beside the checkpoint, so a resumed run (or the next
-    segment of one) loads them instead of spending M x 2(N-1) teacher calls again; a cache of other settings, or a
-    damaged one, is recomputed."""
+    segment of one) loads them instead of spending M x 2(N-1) teacher calls again. The cache is keyed by the
+    teacher's weights and the settings; one that differs, or a damaged one, is recomputed."""
     from ..io import atomic_torch_save
     from . import schedules as S
     from .teacher import teacher_trajectories
 
-    key = {"teacher": teacher if isinstance(teacher, str) else None, "paths": cc.reg_paths, "N": cc.N,
-           "solver": cc.solver, "sigma_min": cc.sigma_min, "sigma_max": cc.sigma_max, "rho": cc.rho, "seed": seed,
-           "shape": list(shape)}
+    den = load_denoiser(teacher, device)
+    key = {"teacher": _weights_digest(den), "paths": cc.reg_paths, "N": cc.N, "solver": cc.solver,
+           "sigma_min": cc.sigma_min, "sigma_max": cc.sigma_max, "rho": cc.rho, "seed": seed, "shape": list(shape)}
     cache = Path(cache) if cache is not None and key["teacher"] is not None else None
     if cache is not None and cache.is_file():
         try:
@@ -79,7 +93,7 @@ def ode_bank(teacher: Any, cc: ConsistencyConfig, shape: tuple[int, ...], seed: 
             return saved["states"]
     z = torch.randn((cc.reg_paths, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
     grid = S.cm_grid(cc.N, cc.sigma_min, cc.sigma_max, cc.rho).flip(0)
-    states = teacher_trajectories(load_denoiser(teacher, device), cc.sigma_max * z, grid, cc.solver)
+    states = teacher_trajectories(den, cc.sigma_max * z, grid, cc.solver)
     if cache is not None:
         atomic_torch_save({"key": key, "states": states.cpu()}, cache)
     return states
