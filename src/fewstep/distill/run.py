@@ -70,17 +70,16 @@ def _weights_digest(den: Any) -> str | None:
     return h.hexdigest()
 
 
-def ode_bank(teacher: Any, cc: ConsistencyConfig, shape: tuple[int, ...], seed: int = 0,
+def ode_bank(den: Any, cc: ConsistencyConfig, shape: tuple[int, ...], seed: int = 0,
              device: str | torch.device = "cpu", cache: str | Path | None = None) -> torch.Tensor:
-    """cc.reg_paths teacher PF-ODE trajectories on the CD grid from sigma_max z, z ~ N(0, I) seeded by `seed`
-    (teacher_trajectories): [M, N, *shape]. `cache` keeps them beside the checkpoint, so a resumed run (or the next
-    segment of one) loads them instead of spending M x 2(N-1) teacher calls again. The cache is keyed by the
-    teacher's weights and the settings; one that differs, or a damaged one, is recomputed."""
+    """cc.reg_paths PF-ODE trajectories of the teacher denoiser `den` on the CD grid from sigma_max z, z ~ N(0, I)
+    seeded by `seed` (teacher_trajectories): [M, N, *shape]. `cache` keeps them beside the checkpoint, so a resumed
+    run (or the next segment of one) loads them instead of spending M x 2(N-1) teacher calls again. The cache is
+    keyed by the teacher's weights and the settings; one that differs, or a damaged one, is recomputed."""
     from ..io import atomic_torch_save
     from . import schedules as S
     from .teacher import teacher_trajectories
 
-    den = load_denoiser(teacher, device)
     key = {"teacher": _weights_digest(den), "paths": cc.reg_paths, "N": cc.N, "solver": cc.solver,
            "sigma_min": cc.sigma_min, "sigma_max": cc.sigma_max, "rho": cc.rho, "seed": seed, "shape": list(shape)}
     cache = Path(cache) if cache is not None and key["teacher"] is not None else None
@@ -138,7 +137,7 @@ def distill(cc: ConsistencyConfig, tc: Any, data: Any, teacher: Any = None,
     bank = None
     if cc.reg > 0:  # every rank builds the same bank (seeded by the run's seed)
         cache = ckpt_path.with_suffix(".paths.pt") if ckpt_path is not None else None
-        bank = ode_bank(teacher, cc, tuple(data.shape), tc.seed, device, cache)
+        bank = ode_bank(teach, cc, tuple(data.shape), tc.seed, device, cache)
     objective = ConsistencyObjective(cc, tc.steps, teach, bank)
     return train(model_config, data, tc, out=out, ckpt=ckpt_path, resume=resume, device=device, command=command,
                  objective=objective, init_state=init_state)
