@@ -104,6 +104,29 @@ def test_cli_distills_a_tiny_teacher(tmp_path):
     assert r.exit_code != 0 and "teacher" in str(r.exception)
 
 
+def test_cli_runs_dmd_as_a_last_stage_from_a_cd_student(tmp_path):
+    from fewstep.cli.distill import distill as group
+
+    cfg = {"kind": "denoiser", "net": {"class": "unet", "kwargs": {"in_channels": 1, "channels": 8,
+                                                                   "channel_mult": [1], "num_blocks": 1}},
+           "precond": {"name": "edm", "kwargs": {"sigma_data": 0.5}}, "sigma_min": 0.002, "sigma_max": 80.0,
+           "shape": [1, 8, 8]}
+    teacher, cd, out = tmp_path / "t.safetensors", tmp_path / "cd.safetensors", tmp_path / "dmd.safetensors"
+    fs.io.save_model(teacher, fs.io.build_denoiser(cfg), cfg)
+    base = ["consistency", "--teacher", str(teacher), "--steps", "2", "--batch", "8", "--quiet", "--N", "6"]
+    assert (r := CliRunner().invoke(group, base + ["--out", str(cd)])).exit_code == 0, r.output
+    args = base + ["--mode", "dmd", "--init", str(cd), "--reg", "0.5", "--reg-paths", "8", "--fake-lr", "3e-4",
+                   "--out", str(out)]
+    assert (r := CliRunner().invoke(group, args)).exit_code == 0, r.output
+    saved = fs.io.load_model(out).config
+    assert saved["distill"]["mode"] == "dmd" and saved["distill"]["fake_lr"] == 3e-4
+    assert saved["precond"]["name"] == "consistency" and "--mode dmd" in saved["train"]["command"]
+    state = torch.load(out.with_suffix(".ckpt.pt"), weights_only=True)
+    assert set(state["objective"]["fake"]) == {"net", "optimizer"}  # the fake denoiser is checkpointed
+    r = CliRunner().invoke(group, ["consistency", "--mode", "dmd", "--out", str(out)])
+    assert r.exit_code != 0 and "teacher" in str(r.exception)
+
+
 def test_cli_regression_bank_is_cached_beside_the_checkpoint_and_reused_on_resume(tmp_path, monkeypatch):
     from fewstep.cli.distill import distill as group
     from fewstep.distill import teacher as teacher_mod

@@ -16,12 +16,14 @@ TEACHER_SOLVERS = ["euler", "ddim", "heun", "dpm_solver_2s", "dpm_solver_pp_2s",
 
 @click.group()
 def distill() -> None:
-    """Distill a teacher into a few-step student (consistency CD / CT / iCT)."""
+    """Distill a teacher into a few-step student (consistency CD / CT / iCT, DMD)."""
 
 
 @distill.command(context_settings={"show_default": True})
 @click.option("--teacher", default=None, help="zoo name or checkpoint of the teacher (CD; for ct/ict: architecture)")
-@click.option("--mode", default="cd", type=click.Choice(["cd", "ct", "ict"]))
+@click.option("--mode", default="cd", type=click.Choice(["cd", "ct", "ict", "dmd"]),
+              help="cd/ct/ict: consistency losses; dmd: distribution matching of the one-step map (Yin et al. 2024), "
+                   "usually a last stage from a CD model (--init)")
 @click.option("--data", "data_name", default="digits", help="data set name (fewstep.data.get)")
 @click.option("--N", "N", default=18, type=int, help="CD grid size")
 @click.option("--mu", default=0.0, type=float, help="CD target EMA rate (0 = stop-gradient)")
@@ -38,10 +40,12 @@ def distill() -> None:
 @click.option("--skip", default=1, type=int,
               help="CD: grid intervals the teacher spans per target (LCM's skipping step k; 1 = the CM paper)")
 @click.option("--reg", default=0.0, type=click.FloatRange(min=0),
-              help="CD: weight of a regression of f onto the teacher's ODE samples along stored teacher trajectories "
-                   "(0 = the CM paper's CD)")
+              help="CD/DMD: weight of a regression of f onto the teacher's ODE samples along stored teacher "
+                   "trajectories (0 = the CM paper's CD)")
 @click.option("--reg-paths", default=20000, type=click.IntRange(min=1),
-              help="CD: teacher trajectories generated for --reg (cached beside the checkpoint)")
+              help="CD/DMD: teacher trajectories generated for --reg (cached beside the checkpoint)")
+@click.option("--fake-lr", default=1e-4, type=click.FloatRange(min=0, min_open=True),
+              help="DMD: learning rate of the online fake denoiser (a copy of the teacher)")
 @click.option("--dropout", default=None, type=float, help="network dropout (iCT uses it)")
 @click.option("--init", default=None, help="start the student from this model's weights (zoo name or .safetensors), "
                                          "e.g. a second stage with a larger batch")
@@ -53,8 +57,8 @@ def distill() -> None:
 @common
 @click.pass_context
 def consistency(ctx: click.Context, **o: Any) -> None:
-    """Consistency distillation (--mode cd, Song et al. 2023 Alg. 2) or training from scratch (ct: Alg. 3,
-    ict: Song & Dhariwal 2024).
+    """Consistency distillation (--mode cd, Song et al. 2023 Alg. 2), training from scratch (ct: Alg. 3,
+    ict: Song & Dhariwal 2024), or distribution matching of the one-step map (dmd: Yin et al. 2024).
 
     Example: fewstep distill consistency --teacher digits-edm --mode cd --out cd.safetensors"""
     import torch
@@ -69,7 +73,8 @@ def consistency(ctx: click.Context, **o: Any) -> None:
     device = init_distributed(o["device"])
     cc = ConsistencyConfig(mode=o["mode"], N=o["N"], mu=o["mu"], s0=o["s0"], s1=o["s1"], mu0=o["mu0"],
                            dist=o["dist"], weight=o["weight"], solver=o["solver"], horizon=o["horizon"],
-                           skip=o["skip"], reg=o["reg"], reg_paths=o["reg_paths"])
+                           skip=o["skip"], reg=o["reg"], reg_paths=o["reg_paths"],
+                           fake_lr=o["fake_lr"])
     ds = fsdata.get(o["data_name"], split="train")
     tc = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], cooldown=o["cooldown"],
                      ema_decay=o["ema_decay"], average_from=o["average_from"],

@@ -2,7 +2,8 @@
 
 Song et al. (2023), "Consistency Models", Alg. 2 (CD) and Alg. 3 (CT), Eq. 7 (L_CD), Eq. 10 (L_CT);
 Song & Dhariwal (2024), "Improved Techniques for Training Consistency Models" (iCT: pseudo-Huber with
-c = 0.00054 sqrt(d), lognormal noise, 1/(sigma_{n+1} - sigma_n) weighting, exponential N(k), no EMA teacher).
+c = 0.00054 sqrt(d), lognormal noise, 1/(sigma_{n+1} - sigma_n) weighting, exponential N(k), no EMA teacher);
+mode 'dmd' trains the same student's one-step map by distribution matching, Yin et al. (2024) (fewstep.distill.dmd).
 The student is a denoiser f(x, sigma) -> x0 with the boundary parameterisation fewstep.precond.consistency.
 """
 
@@ -19,9 +20,11 @@ from torch import Tensor, nn
 from ..denoiser import append_dims
 from ..io import build_denoiser
 from . import schedules as S
+from .dmd import FakeScore, dm_loss
 from .teacher import teacher_path
 
-MODES = ("cd", "ct", "ict")
+MODES = ("cd", "ct", "ict", "dmd")
+TEACHER_MODES = ("cd", "dmd")
 DISTANCES = ("l2", "l1", "pseudo_huber", "lpips")
 
 
@@ -105,7 +108,7 @@ def consistency_loss(f: Any, f_target: Any, x0: Tensor, sigma_hi: Tensor, sigma_
 
 @dataclass
 class ConsistencyConfig:
-    """What is trained: mode cd|ct|ict and its schedule, distance, weighting and teacher solver (JSON-able)."""
+    """What is trained: mode cd|ct|ict|dmd and its schedule, distance, weighting and teacher solver (JSON-able)."""
 
     mode: str = "cd"
     N: int = 18                 # CD grid size (fixed)
@@ -113,7 +116,7 @@ class ConsistencyConfig:
     s0: int | None = None       # CT/iCT curriculum start (default 2 for ct, 10 for ict)
     s1: int | None = None       # CT/iCT curriculum end (default 150 for ct, 1280 for ict)
     mu0: float = 0.9            # CT initial target EMA rate
-    dist: str | None = None     # default: l2 for cd/ct, pseudo_huber for ict
+    dist: str | None = None     # default: l2 for cd/ct/dmd, pseudo_huber for ict
     c: float | None = None      # pseudo-Huber constant (None = 0.00054 sqrt(d))
     weight: str | None = None   # default: uniform for cd/ct, ict for ict
     solver: str = "heun"        # CD teacher step
@@ -125,8 +128,9 @@ class ConsistencyConfig:
     sigma_max: float = 80.0
     sigma_data: float = 0.5
     horizon: int | None = None  # K of the N(k)/mu(k) curricula (None = the run's step count)
-    reg: float = 0.0            # CD: weight of the ODE-pair regression onto the teacher's samples (0 = the CM paper)
-    reg_paths: int = 20000      # CD: teacher trajectories in the regression's bank
+    reg: float = 0.0            # CD/DMD: weight of the ODE-pair regression onto teacher samples (0 = the CM paper)
+    reg_paths: int = 20000      # CD/DMD: teacher trajectories in the regression's bank
+    fake_lr: float = 1e-4       # DMD: Adam learning rate of the online fake denoiser
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -143,32 +147,39 @@ class ConsistencyConfig:
         if not 0 <= self.mu < 1 or not 0 <= self.mu0 < 1 or self.N < 2:
             raise ValueError("need 0 <= mu < 1, 0 <= mu0 < 1 and N >= 2")
         if not 1 <= self.skip <= (self.N - 1 if self.mode == "cd" else 1):
-            raise ValueError(f"skip must be 1 for ct/ict and in 1..N-1 = {self.N - 1} for cd, got {self.skip}")
-        if self.reg < 0 or (self.reg > 0 and self.mode != "cd") or self.reg_paths < 1:
-            raise ValueError(f"reg (the ODE-pair regression weight) must be >= 0 and needs mode 'cd' (a teacher), "
-                             f"and reg_paths >= 1; got reg={self.reg}, mode={self.mode!r}, reg_paths={self.reg_paths}")
+            raise ValueError(f"skip must be 1 for ct/ict/dmd and in 1..N-1 = {self.N - 1} for cd, got {self.skip}")
+        if self.reg < 0 or (self.reg > 0 and self.mode not in TEACHER_MODES) or self.reg_paths < 1:
+            raise ValueError(f"reg (the ODE-pair regression weight) must be >= 0 and needs mode 'cd' or 'dmd' (a "
+                             f"teacher), and reg_paths >= 1; got reg={self.reg}, mode={self.mode!r}, "
+                             f"reg_paths={self.reg_paths}")
+        if not self.fake_lr > 0:
+            raise ValueError(f"fake_lr (DMD's fake denoiser learning rate) must be > 0, got {self.fake_lr}")
 
 
 class ConsistencyObjective:
     """The per-step objective plugged into fewstep.train.loop: picks N(k), mu(k) and the sigma pairs, keeps the
-    target network theta^- (EMA with rate mu, or the online net itself when mu = 0: stop-gradient)."""
+    target network theta^- (EMA with rate mu, or the online net itself when mu = 0: stop-gradient); for 'dmd',
+    the online fake denoiser and its optimiser instead."""
 
     def __init__(self, cfg: ConsistencyConfig, total_steps: int, teacher: Any = None, bank: Tensor | None = None
                  ) -> None:
-        if cfg.mode == "cd" and teacher is None:
-            raise ValueError("mode 'cd' needs a teacher denoiser (--teacher); use --mode ict to train from scratch")
+        if cfg.mode in TEACHER_MODES and teacher is None:
+            raise ValueError(f"mode {cfg.mode!r} needs a teacher denoiser (--teacher); use --mode ict to train from "
+                             "scratch")
         if cfg.reg > 0 and bank is None:
             raise ValueError("reg > 0 needs the bank of teacher trajectories (fewstep.distill.run.ode_bank)")
-        self.cfg, self.teacher = cfg, teacher if cfg.mode == "cd" else None
+        self.cfg, self.teacher = cfg, teacher if cfg.mode in TEACHER_MODES else None
+        self.fake = FakeScore(teacher, cfg.fake_lr) if cfg.mode == "dmd" else None
         self.bank = bank if cfg.reg > 0 else None
         self.K = cfg.horizon or total_steps
         self.target: nn.Module | None = None
         self._pending: dict[str, Any] | None = None
 
     def schedule(self, k: int) -> tuple[int, float]:
-        """(N(k), mu(k)) at training step k: fixed for CD, CM App. C for CT, iCT's doubling with mu = 0."""
+        """(N(k), mu(k)) at training step k: fixed for CD (and DMD's trajectory grid), CM App. C for CT, iCT's
+        doubling with mu = 0."""
         c = self.cfg
-        if c.mode == "cd":
+        if c.mode in TEACHER_MODES:
             return c.N, c.mu
         if c.mode == "ct":
             N = S.ct_scales(k, self.K, c.s0, c.s1)
@@ -179,6 +190,8 @@ class ConsistencyObjective:
         c = self.cfg
         N, mu = self.schedule(step)
         grid = S.cm_grid(N, c.sigma_min, c.sigma_max, c.rho).to(x0.device)
+        if c.mode == "dmd":
+            return self._dmd(model, x0, cond, generator, grid)
         probs = S.ict_index_probs(grid, c.P_mean, c.P_std) if c.mode == "ict" else None
         n = S.sample_indices(N - c.skip + 1, x0.shape[0], generator, x0.device, probs)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
@@ -194,6 +207,20 @@ class ConsistencyObjective:
         if self.bank is None:
             return loss
         return loss + c.reg * ode_regression(model, self.bank, grid.flip(0), x0.shape[0], generator, c.dist, c.c)
+
+    def _dmd(self, model: nn.Module, x0: Tensor, cond: Any, generator: torch.Generator, grid: Tensor) -> Tensor:
+        """DMD (Yin et al. 2024, Alg. 1): the distribution-matching loss of the one-step samples
+        f(sigma_max z, sigma_max), plus reg times the ODE-pair regression; then one step of the fake denoiser on
+        the same samples. The data x0 only sets the batch's shape: DMD needs no training images."""
+        c = self.cfg
+        z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x = model(c.sigma_max * z, torch.full((x0.shape[0],), c.sigma_max, dtype=torch.float64, device=x0.device),
+                  cond)
+        loss = dm_loss(x, self.teacher, self.fake, cond, generator, c.sigma_min, c.sigma_max, c.rho)
+        self.fake.update(x, cond, generator)
+        if self.bank is not None:
+            loss = loss + c.reg * ode_regression(model, self.bank, grid.flip(0), x0.shape[0], generator, c.dist, c.c)
+        return loss.to(x0.dtype)
 
     def after_step(self, model: nn.Module, step: int) -> None:
         """theta^- <- stopgrad(mu theta^- + (1 - mu) theta) (CM Alg. 2-3); a no-op copy when mu = 0."""
@@ -211,8 +238,11 @@ class ConsistencyObjective:
                 bt.copy_(b)
 
     def state_dict(self) -> dict[str, Any]:
-        """The EMA target theta^- (None under stop-gradient), for exact resume."""
-        return {"target": None if self.target is None else self.target.state_dict()}
+        """The EMA target theta^- (None under stop-gradient) and DMD's fake denoiser, for exact resume."""
+        return {"target": None if self.target is None else self.target.state_dict(),
+                "fake": None if self.fake is None else self.fake.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.target, self._pending = None, state.get("target")
+        if self.fake is not None and state.get("fake") is not None:
+            self.fake.load_state_dict(state["fake"])

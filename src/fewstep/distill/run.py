@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .consistency import ConsistencyConfig, ConsistencyObjective, student_config
+from .consistency import TEACHER_MODES, ConsistencyConfig, ConsistencyObjective, student_config
 
 # Architecture of digits-edm (fewstep zoo), used by --mode ict/ct when no --teacher gives one.
 DEFAULT_NET = {"class": "unet", "kwargs": {"in_channels": 1, "channels": 32, "num_blocks": 2,
@@ -102,25 +102,26 @@ def distill(cc: ConsistencyConfig, tc: Any, data: Any, teacher: Any = None,
             out: str | Path | None = None, ckpt: str | Path | None = None, resume: bool = False,
             device: str | torch.device = "cpu", command: str | None = None, dropout: float | None = None,
             net: dict[str, Any] | None = None, init: str | None = None) -> Any:
-    """Train a consistency model: CD from `teacher` (student initialised from its weights), or CT / iCT from
-    scratch (`teacher` then only lends its architecture). `init` (a zoo name or saved model) starts the student
+    """Train a consistency model: CD or DMD from `teacher` (student initialised from its weights), or CT / iCT
+    from scratch (`teacher` then only lends its architecture). `init` (a zoo name or saved model) starts the student
     from that model's weights instead, e.g. a second stage with a larger batch. `tc` is a TrainConfig.
     Returns the loop's TrainResult; the EMA student is saved to `out` (fewstep.io.save_model)."""
     from ..train.loop import train
 
-    if cc.mode == "cd" and teacher is None:
-        raise ValueError("--mode cd needs --teacher (a zoo name or checkpoint); use --mode ict to train from scratch")
+    if cc.mode in TEACHER_MODES and teacher is None:
+        raise ValueError(f"--mode {cc.mode} needs --teacher (a zoo name or checkpoint); use --mode ict to train from "
+                         "scratch")
     teach = load_denoiser(teacher, device) if teacher is not None else None
     init_state = None
     if teach is not None and hasattr(teach, "config"):
         model_config = student_config(teach.config, cc.sigma_min, dropout)
         if net is not None:
             model_config["net"] = net
-        if cc.mode == "cd":
+        if cc.mode in TEACHER_MODES:
             init_state = {k: v.detach().clone() for k, v in teach.state_dict().items()}
     else:
         model_config = scratch_config(tuple(data.shape), net, cc.sigma_min, cc.sigma_max, cc.sigma_data)
-        if cc.mode == "cd" and net is None:
+        if cc.mode in TEACHER_MODES and net is None:
             raise ValueError("a teacher without a fewstep config (e.g. an analytic one) needs net= for the student")
         if dropout is not None:
             model_config["net"]["kwargs"]["dropout"] = float(dropout)

@@ -1,0 +1,82 @@
+"""Distribution matching for a one-step generator: DMD's KL gradient with an online "fake" denoiser.
+
+Yin et al. (2024), "One-step Diffusion with Distribution Matching Distillation", Eq. 7 (the gradient
+(s_fake - s_real) through the generator, at noised samples x_t = x + sigma n), Eq. 8 (the weight w_t =
+sigma^2 / mean|x - mu_real(x_t)|, which in x0 coordinates turns the score difference into
+(mu_fake - mu_real) / mean|x - mu_real|) and Alg. 1 (the fake denoiser, initialised from the teacher and
+trained by the denoising loss on the generator's current samples, one step per generator step).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..denoiser import append_dims
+from ..io import build_denoiser
+from ..train.losses import edm_loss
+
+QUANTILES = (0.02, 0.98)  # DMD's t ~ U[0.02 T, 0.98 T], here as positions on the Karras sigma ramp
+
+
+def dm_sigmas(batch: int, generator: torch.Generator, sigma_min: float, sigma_max: float, rho: float,
+              device: torch.device) -> Tensor:
+    """sigma at a uniform position u in QUANTILES along the rho-ramp from sigma_max down to sigma_min [B]."""
+    lo, hi = QUANTILES
+    u = lo + (hi - lo) * torch.rand(batch, generator=generator, device=generator.device, dtype=torch.float64)
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return ((a + u * (b - a)) ** rho).to(device)
+
+
+def dm_loss(x: Tensor, real: Any, fake: Any, cond: Any, generator: torch.Generator, sigma_min: float,
+            sigma_max: float, rho: float = 7.0) -> Tensor:
+    """Per sample 0.5 ||x - stopgrad(x - g)||^2 / d, whose gradient with respect to the samples x is g / d with
+    g = (mu_fake(x_t) - mu_real(x_t)) / mean|x - mu_real(x_t)|: DMD's weighted KL gradient (Eq. 7-8)."""
+    sigma = dm_sigmas(x.shape[0], generator, sigma_min, sigma_max, rho, x.device)
+    with torch.no_grad():
+        n = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x_t = x.detach() + append_dims(sigma, x.ndim).to(x.dtype) * n
+        mu_real, mu_fake = real(x_t, sigma, cond), fake(x_t, sigma, cond)
+        norm = (x.detach() - mu_real).abs().flatten(1).mean(1).clamp_min(1e-8)
+        g = (mu_fake - mu_real) / append_dims(norm, x.ndim)
+    return 0.5 * (x - (x - g).detach()).square().flatten(1).mean(1)
+
+
+class FakeScore:
+    """DMD's mu_fake: a copy of the teacher trained online by the EDM denoising loss on the generator's samples,
+    with its own Adam (Alg. 1). Under torch.distributed it is wrapped in DDP, so its ranks stay in sync."""
+
+    def __init__(self, teacher: nn.Module, lr: float) -> None:
+        if not isinstance(teacher, nn.Module) or not hasattr(teacher, "config"):
+            raise ValueError("distribution matching (dm > 0) copies the teacher's network into the fake denoiser; "
+                             "it needs a fewstep teacher network (a zoo name or a saved model), not "
+                             f"{type(teacher).__name__}")
+        device = next(teacher.parameters()).device
+        state = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
+        self.net = build_denoiser(teacher.config, state).to(device).train().requires_grad_(True)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self._wrapped: nn.Module | None = None
+
+    def __call__(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        return self.net(x, sigma, cond)
+
+    def update(self, x: Tensor, cond: Any, generator: torch.Generator) -> float:
+        """One optimiser step of the denoising loss on samples x (detached from the generator)."""
+        if self._wrapped is None:
+            dist = torch.distributed
+            ddp = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+            self._wrapped = nn.parallel.DistributedDataParallel(self.net) if ddp else self.net
+        loss = edm_loss(self._wrapped, x.detach(), cond, generator).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.item())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "optimizer": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["optimizer"])
