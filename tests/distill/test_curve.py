@@ -68,6 +68,26 @@ def test_a_two_stage_recipe_starts_stage_2_from_stage_1_and_joins_the_curves(tmp
     assert again["curve"][:2] == man["curve"][:2] and again["stages"][0] == man["stages"][0]
 
 
+def test_a_three_stage_recipe_chains_the_stages_and_a_stage_may_change_the_mode(tmp_path, monkeypatch):
+    import fewstep.distill.run as run
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(run, "DEFAULT_NET", NET)
+    recipe = dict(steps=2, segments=1, teacher=None, n_eval=24, batch=8, lr=1e-3, warmup=1, ema_decay=0.9, s0=2,
+                  s1=8, label_dropout=1.0, then=[{"steps": 2, "segments": 2, "batch": 16},
+                                                 {"steps": 1, "segments": 1, "mode": "ct", "lr": 1e-12}])
+    man = train_recipe("digits-ict", recipe, tmp_path / "zoo", scratch=tmp_path)
+    assert [(p["step"], p["stage"]) for p in man["curve"]] == [(2, 1), (3, 2), (4, 2), (5, 3)]
+    assert len(man["stages"]) == len(man["stage_wall_s"]) == 3 and man["wall_s"] == man["curve"][-1]["wall_s"]
+    two, three = (shlex.split(c) for c in man["stages"][1:])
+    second = tmp_path / "fewstep-digits-ict-stage2.safetensors"
+    assert two[two.index("--mode") + 1] == "ict" and two[two.index("--batch") + 1] == "16"
+    assert three[three.index("--mode") + 1] == "ct" and three[three.index("--init") + 1] == str(second)
+    assert three[three.index("--batch") + 1] == "8"  # a stage inherits stage 1's options, not the previous stage's
+    a, b = load_model(second).state_dict(), load_model(tmp_path / "zoo" / "digits-ict.safetensors").state_dict()
+    assert max((v - b[k]).abs().max().item() for k, v in a.items()) < 1e-6
+
+
 def test_an_averaging_recipe_saves_the_mean_of_the_snapshots_and_records_it(tmp_path, monkeypatch):
     import fewstep.distill.run as run
 

@@ -32,9 +32,12 @@ RECIPES: dict[str, dict] = {
            "warmup": 50,
            "ema_decay": 0.995, "N": 18, "dist": "lpips", "solver": "heun", "label_dropout": 1.0,
            # stage 2: 4x the batch at half the lr and a longer EMA, plus the ODE-pair regression (--reg) on 20000
-           # teacher trajectories; stage 1's 1-step FD is flat after ~2000 steps
-           "then": {"steps": 750, "segments": 3, "batch": 256, "lr": 1e-4, "warmup": 20, "ema_decay": 0.999,
-                    "reg": 1.0}},
+           # teacher trajectories; stage 1's 1-step FD is flat after ~2000 steps. Stage 3: DMD's distribution
+           # matching of the one-step map (--mode dmd), with a light regression on the same trajectories
+           "then": [{"steps": 750, "segments": 3, "batch": 256, "lr": 1e-4, "warmup": 20, "ema_decay": 0.999,
+                     "reg": 1.0},
+                    {"mode": "dmd", "steps": 1500, "segments": 3, "lr": 5e-5, "warmup": 20, "reg": 0.05,
+                     "fake_lr": 1e-4}]},
     "color-cd": {"steps": 2000, "horizon": 1000, "segments": 4, "teacher": "digits-color-edm",
                  "data": "digits_color", "batch": 64, "lr": 2e-4, "warmup": 50, "ema_decay": 0.995, "N": 18,
                  "dist": "lpips", "solver": "heun",
@@ -130,7 +133,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
-    cc_keys = {"N", "mu", "s0", "s1", "dist", "weight", "solver", "skip", "reg", "reg_paths"}
+    cc_keys = {"N", "mu", "s0", "s1", "dist", "weight", "solver", "skip", "reg", "reg_paths", "fake_lr"}
     horizon = horizon or steps
     cc = ConsistencyConfig(mode=mode, horizon=horizon, **{k: v for k, v in opts.items() if k in cc_keys})
     tk = {k: v for k, v in opts.items()
@@ -190,9 +193,10 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
 
 def train_recipe(name: str, recipe: dict[str, Any], out_dir: str | Path, threads: int | None = None,
                  extend: bool = False, scratch: str | Path = "/tmp") -> dict[str, Any]:
-    """Train the zoo model `name` by its RECIPES entry. A recipe with a `then` stage trains stage 1 into `scratch`
-    and stage 2 from its weights (`init`) into `out_dir`, with the stage-1 options `then` does not override; the
-    manifest joins both curves (stage 2 on stage 1's clock) and lists both commands under `stages`."""
+    """Train the zoo model `name` by its RECIPES entry. A recipe with `then` (one stage or a list) trains stage 1
+    into `scratch` and each later stage from the previous one's weights (`init`), with the stage-1 options it does
+    not override (its `mode` included); the last stage writes `out_dir`. The manifest joins the curves (each stage
+    on the clock of those before it) and lists every stage's command under `stages`."""
     from ..io import atomic_write_text
 
     recipe = dict(recipe)
@@ -201,22 +205,34 @@ def train_recipe(name: str, recipe: dict[str, Any], out_dir: str | Path, threads
     ckpt = Path(scratch) / f"fewstep-{name}.ckpt.pt"
     if then is None:
         return train_with_curve(mode, out, ckpt=ckpt, threads=threads, extend=extend, **recipe)
-    first_out = Path(scratch) / f"fewstep-{name}-stage1.safetensors"
-    first = train_with_curve(mode, first_out, ckpt=first_out.with_suffix(".ckpt.pt"), threads=threads,
-                             extend=extend, **recipe)
+    later = [then] if isinstance(then, dict) else list(then)
+    outs = [Path(scratch) / f"fewstep-{name}-stage{i + 1}.safetensors" for i in range(len(later))] + [out]
+    ckpts = [o.with_suffix(".ckpt.pt") for o in outs[:-1]] + [ckpt]
     staged = {k: v for k, v in recipe.items() if k not in {"steps", "segments", "horizon", "cooldown"}}
-    second = train_with_curve(mode, out, ckpt=ckpt, threads=threads, **{**staged, **then, "init": str(first_out)})
-    k0, w0 = first["curve"][-1]["step"], first["curve"][-1]["wall_s"]
-    curve = [{**p, "stage": 1} for p in first["curve"]] + [
-        {**p, "step": k0 + p["step"], "wall_s": round(w0 + p["wall_s"], 1), "stage": 2} for p in second["curve"]]
-    manifest = {**second, "wall_s": curve[-1]["wall_s"], "curve": curve,
-                "stages": [first["command"], second["command"]],
-                "stage_wall_s": [first["wall_s"], second["wall_s"]], "stage_threads": [first["threads"],
-                                                                                      second["threads"]],
-                "note": "two stages, each trained in resumed segments (exact resume) to record the curve; stage 2 "
-                        "starts from stage 1's EMA weights (--init)"}
+    runs = [train_with_curve(mode, outs[0], ckpt=ckpts[0], threads=threads, extend=extend, **recipe)]
+    for i, stage in enumerate(later, 1):
+        opts = {**staged, **stage, "init": str(outs[i - 1])}
+        _share_bank(ckpts[i - 1], ckpts[i])
+        runs.append(train_with_curve(opts.pop("mode", mode), outs[i], ckpt=ckpts[i], threads=threads, **opts))
+    curve, k0, w0 = [], 0, 0.0
+    for i, run in enumerate(runs, 1):
+        curve += [{**p, "step": k0 + p["step"], "wall_s": round(w0 + p["wall_s"], 1), "stage": i} for p in run["curve"]]
+        k0, w0 = curve[-1]["step"], curve[-1]["wall_s"]
+    manifest = {**runs[-1], "wall_s": curve[-1]["wall_s"], "curve": curve,
+                "stages": [r["command"] for r in runs], "stage_wall_s": [r["wall_s"] for r in runs],
+                "stage_threads": [r["threads"] for r in runs],
+                "note": f"{len(runs)} stages, each trained in resumed segments (exact resume) to record the curve; "
+                        "each later stage starts from the previous stage's EMA weights (--init)"}
     atomic_write_text(out.with_suffix(".json"), json.dumps(manifest, indent=1))
     return manifest
+
+
+def _share_bank(previous: Path, ckpt: Path) -> None:
+    """Hand the previous stage's cached teacher trajectories (--reg) to the next stage's checkpoint, so they are
+    not generated twice; fewstep.distill.run.ode_bank checks the cache's key and rebuilds one that does not fit."""
+    src, dst = previous.with_suffix(".paths.pt"), ckpt.with_suffix(".paths.pt")
+    if src.is_file() and not dst.is_file():
+        shutil.copyfile(src, dst)
 
 
 def edit_schedules(T: float) -> tuple[list[float], ...]:
