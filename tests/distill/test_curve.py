@@ -102,3 +102,15 @@ def test_an_averaging_recipe_saves_the_mean_of_the_snapshots_and_records_it(tmp_
     emas = [_one_run(tmp_path, k, 0) for k in (4, 5, 6)]
     for key, value in load_model(out).state_dict().items():
         torch.testing.assert_close(value, sum(e[key] for e in emas) / 3, rtol=1e-5, atol=1e-7)
+
+
+def test_a_stage_hands_its_trajectory_cache_to_the_next_replacing_an_older_one(tmp_path):
+    from fewstep.bench.consistency import _share_bank
+
+    prev, nxt = tmp_path / "s1.ckpt.pt", tmp_path / "s2.ckpt.pt"
+    nxt.with_suffix(".paths.pt").write_bytes(b"an older run's bank")
+    _share_bank(tmp_path / "none.ckpt.pt", nxt)  # nothing to hand on: the next stage's own cache stays
+    assert nxt.with_suffix(".paths.pt").read_bytes() == b"an older run's bank"
+    prev.with_suffix(".paths.pt").write_bytes(b"this run's bank")
+    _share_bank(prev, nxt)
+    assert nxt.with_suffix(".paths.pt").read_bytes() == b"this run's bank"

@@ -228,11 +228,14 @@ def train_recipe(name: str, recipe: dict[str, Any], out_dir: str | Path, threads
 
 
 def _share_bank(previous: Path, ckpt: Path) -> None:
-    """Hand the previous stage's cached teacher trajectories (--reg) to the next stage's checkpoint, so they are
-    not generated twice; fewstep.distill.run.ode_bank checks the cache's key and rebuilds one that does not fit."""
-    src, dst = previous.with_suffix(".paths.pt"), ckpt.with_suffix(".paths.pt")
-    if src.is_file() and not dst.is_file():
-        shutil.copyfile(src, dst)
+    """Hand the previous stage's cached teacher trajectories (--reg) to the next stage's checkpoint, in place of
+    any older cache there, so they are not generated twice; fewstep.distill.run.ode_bank checks the cache's key and
+    rebuilds one that does not fit this stage."""
+    from ..io import atomic_write
+
+    src = previous.with_suffix(".paths.pt")
+    if src.is_file():
+        atomic_write(ckpt.with_suffix(".paths.pt"), lambda tmp: shutil.copyfile(src, tmp))
 
 
 def edit_schedules(T: float) -> tuple[list[float], ...]:
@@ -395,7 +398,7 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
                    "columns": ["sampler", "NFE", "FD", "ratio"], "rows": large})
     extra["large_n"] = {"n": LARGE_N, "seeds": list(LARGE_SEEDS), "rows": large}
     for label, c in curves.items():
-        staged = any("stage" in p for p in c)  # a two-stage recipe: say which stage each point belongs to
+        staged = any("stage" in p for p in c)  # a recipe with stages: say which stage each point belongs to
         tables.append({"title": f"{label}: FD (n=500, 2-step at tau=0.5) against training time"
                                 f"{averaging.get(label, '')}",
                        "columns": ["step", "wall s", "FD 1-step", "FD 2-step"] + ["stage"] * staged,

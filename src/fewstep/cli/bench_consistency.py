@@ -18,7 +18,7 @@ import click
 @click.option("--train", "train_mode", default=None, type=click.Choice(["cd", "ict", "color-cd"]),
               help="first retrain this zoo model (segments + curve), as recorded in its manifest")
 @click.option("--steps", default=None, type=int,
-              help="with --train: training steps (of stage 1, for a two-stage recipe) [the recipe's]")
+              help="with --train: training steps (of stage 1, for a recipe with stages) [the recipe's]")
 @click.option("--extend", is_flag=True,
               help="with --train: continue the shipped run from its checkpoint (its stable phase, if it ended in a "
                    "cool-down)")
