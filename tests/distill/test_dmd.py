@@ -85,5 +85,7 @@ def test_dmd_needs_a_teacher_network():
         FakeScore(analytic, 1e-4)
     with pytest.raises(ValueError, match="skip"):
         ConsistencyConfig(mode="dmd", skip=2)
+    with pytest.raises(ValueError, match="mu"):
+        ConsistencyConfig(mode="dmd", mu=0.9)
     with pytest.raises(ValueError, match="fake_lr"):
         ConsistencyConfig(mode="dmd", fake_lr=0.0)

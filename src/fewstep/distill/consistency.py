@@ -152,6 +152,9 @@ class ConsistencyConfig:
             raise ValueError(f"reg (the ODE-pair regression weight) must be >= 0 and needs mode 'cd' or 'dmd' (a "
                              f"teacher), and reg_paths >= 1; got reg={self.reg}, mode={self.mode!r}, "
                              f"reg_paths={self.reg_paths}")
+        if self.mode == "dmd" and self.mu > 0:
+            raise ValueError(f"mu (the CD target's EMA rate) has no use in mode 'dmd', which has no target network; "
+                             f"leave it at 0, got {self.mu}")
         if not self.fake_lr > 0:
             raise ValueError(f"fake_lr (DMD's fake denoiser learning rate) must be > 0, got {self.fake_lr}")
 
