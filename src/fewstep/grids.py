@@ -47,13 +47,19 @@ def logsnr(n: int, sigma_min: float, sigma_max: float) -> Tensor:
     return _exact_ends((lam[0] + _ramp(n) * (lam[1] - lam[0])).exp(), sigma_min, sigma_max)
 
 
+def karras_at(u: Tensor, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    """sigma at positions u in [0, 1] along the rho-ramp from sigma_max (u = 0) to sigma_min (u = 1): Karras Eq. 5
+    with u in place of i/(n-1)."""
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return (a + u * (b - a)) ** rho
+
+
 def karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
     """sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho (Karras Eq. 5)."""
     _check(n, sigma_min, sigma_max)
     if rho <= 0:
         raise ValueError(f"rho must be positive, got {rho}")
-    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
-    return append_zero((a + _ramp(n) * (b - a)) ** rho)
+    return append_zero(karras_at(_ramp(n), sigma_min, sigma_max, rho))
 
 
 def _time_grid(n: int, sigma_min: float, sigma_max: float, power: float, process: NoiseProcess | None) -> Tensor:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..denoiser import append_dims
+from ..grids import karras_at
 from ..io import build_denoiser
 from ..train.losses import edm_loss
 
@@ -26,8 +27,7 @@ def dm_sigmas(batch: int, generator: torch.Generator, sigma_min: float, sigma_ma
     """sigma at a uniform position u in QUANTILES along the rho-ramp from sigma_max down to sigma_min [B]."""
     lo, hi = QUANTILES
     u = lo + (hi - lo) * torch.rand(batch, generator=generator, device=generator.device, dtype=torch.float64)
-    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
-    return ((a + u * (b - a)) ** rho).to(device)
+    return karras_at(u, sigma_min, sigma_max, rho).to(device)
 
 
 def dm_loss(x: Tensor, real: Any, fake: Any, cond: Any, generator: torch.Generator, sigma_min: float,
@@ -50,7 +50,7 @@ class FakeScore:
 
     def __init__(self, teacher: nn.Module, lr: float) -> None:
         if not isinstance(teacher, nn.Module) or not hasattr(teacher, "config"):
-            raise ValueError("distribution matching (dm > 0) copies the teacher's network into the fake denoiser; "
+            raise ValueError("distribution matching (mode 'dmd') copies the teacher's network into the fake denoiser; "
                              "it needs a fewstep teacher network (a zoo name or a saved model), not "
                              f"{type(teacher).__name__}")
         device = next(teacher.parameters()).device
