@@ -194,7 +194,18 @@ class ConsistencyObjective:
         N, mu = self.schedule(step)
         grid = S.cm_grid(N, c.sigma_min, c.sigma_max, c.rho).to(x0.device)
         if c.mode == "dmd":
-            return self._dmd(model, x0, cond, generator, grid)
+            loss = self._dmd(model, x0, cond, generator)
+        else:
+            loss = self._consistency(model, x0, cond, generator, grid, N, mu)
+        if self.bank is None:
+            return loss
+        return loss + c.reg * ode_regression(model, self.bank, grid.flip(0), x0.shape[0], generator, c.dist, c.c)
+
+    def _consistency(self, model: nn.Module, x0: Tensor, cond: Any, generator: torch.Generator, grid: Tensor,
+                     N: int, mu: float) -> Tensor:
+        """The CD / CT / iCT loss at a random pair of adjacent grid points (or `skip` apart), against the target
+        network for this step (Eq. 7 / Eq. 10)."""
+        c = self.cfg
         probs = S.ict_index_probs(grid, c.P_mean, c.P_std) if c.mode == "ict" else None
         n = S.sample_indices(N - c.skip + 1, x0.shape[0], generator, x0.device, probs)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
@@ -205,24 +216,19 @@ class ConsistencyObjective:
             self._pending = None
         target = self.target if (mu > 0 and self.target is not None) else online
         via = grid[n[:, None] + torch.arange(c.skip - 1, 0, -1, device=n.device)]  # [B, skip-1], descending
-        loss = consistency_loss(model, target, x0, grid[n + c.skip], grid[n], z, self.teacher, c.solver, cond, c.dist,
+        return consistency_loss(model, target, x0, grid[n + c.skip], grid[n], z, self.teacher, c.solver, cond, c.dist,
                                 c.weight, c.c, c.sigma_data, via)
-        if self.bank is None:
-            return loss
-        return loss + c.reg * ode_regression(model, self.bank, grid.flip(0), x0.shape[0], generator, c.dist, c.c)
 
-    def _dmd(self, model: nn.Module, x0: Tensor, cond: Any, generator: torch.Generator, grid: Tensor) -> Tensor:
+    def _dmd(self, model: nn.Module, x0: Tensor, cond: Any, generator: torch.Generator) -> Tensor:
         """DMD (Yin et al. 2024, Alg. 1): the distribution-matching loss of the one-step samples
-        f(sigma_max z, sigma_max), plus reg times the ODE-pair regression; then one step of the fake denoiser on
-        the same samples. The data x0 only sets the batch's shape: DMD needs no training images."""
+        f(sigma_max z, sigma_max); then one step of the fake denoiser on the same samples. The data x0 only sets
+        the batch's shape: DMD needs no training images."""
         c = self.cfg
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x = model(c.sigma_max * z, torch.full((x0.shape[0],), c.sigma_max, dtype=torch.float64, device=x0.device),
                   cond)
         loss = dm_loss(x, self.teacher, self.fake, cond, generator, c.sigma_min, c.sigma_max, c.rho)
         self.fake.update(x, cond, generator)
-        if self.bank is not None:
-            loss = loss + c.reg * ode_regression(model, self.bank, grid.flip(0), x0.shape[0], generator, c.dist, c.c)
         return loss.to(x0.dtype)
 
     def after_step(self, model: nn.Module, step: int) -> None:
