@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .options import common, init_distributed, leave_distributed, recorded_command, run_options
+from .options import common, init_distributed, leave_distributed, recorded_command, run_config, run_options
 
 # fewstep.distill.teacher.ONE_STEP_NFE's keys, spelled out so `--help` needs no torch import (a test keeps them equal)
 TEACHER_SOLVERS = ["euler", "ddim", "heun", "dpm_solver_2s", "dpm_solver_pp_2s", "dpm_solver_3s", "dpm_solver_pp_3s"]
@@ -66,7 +66,7 @@ def consistency(ctx: click.Context, **o: Any) -> None:
     from .. import data as fsdata
     from ..distill.consistency import ConsistencyConfig
     from ..distill.run import distill as run_distill
-    from ..train.loop import TrainConfig, dist_info
+    from ..train.loop import dist_info
 
     if o["threads"]:
         torch.set_num_threads(o["threads"])
@@ -76,11 +76,7 @@ def consistency(ctx: click.Context, **o: Any) -> None:
                            skip=o["skip"], reg=o["reg"], reg_paths=o["reg_paths"],
                            fake_lr=o["fake_lr"])
     ds = fsdata.get(o["data_name"], split="train")
-    tc = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], cooldown=o["cooldown"],
-                     ema_decay=o["ema_decay"], average_from=o["average_from"],
-                     average_every=o["average_every"] or TrainConfig.average_every,
-                     grad_clip=o["grad_clip"], label_dropout=o["label_dropout"] if ds.y is not None else 0.0,
-                     ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"])
+    tc = run_config(o, label_dropout=o["label_dropout"] if ds.y is not None else 0.0)
     command = recorded_command(ctx, ["fewstep", "distill", "consistency"])
     rank, world = dist_info()
     if rank == 0:

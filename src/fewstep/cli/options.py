@@ -72,6 +72,16 @@ def run_options(*, steps: int, lr: float, warmup: int, ema_decay: float, ckpt_ev
     return deco
 
 
+def run_config(o: dict[str, Any], **extra: Any) -> Any:
+    """The TrainConfig of the options `run_options` declares (plus --seed and `extra`, e.g. the loss)."""
+    from ..train.loop import TrainConfig
+
+    return TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], cooldown=o["cooldown"],
+                       ema_decay=o["ema_decay"], average_from=o["average_from"],
+                       average_every=o["average_every"] or TrainConfig.average_every, grad_clip=o["grad_clip"],
+                       ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"], **extra)
+
+
 def recorded_command(ctx: click.Context, prefix: list[str]) -> str:
     """The canonical command (every option spelled out) that reproduces this run, for manifests."""
     import shlex

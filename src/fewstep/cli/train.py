@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .options import common, init_distributed, leave_distributed, recorded_command, run_options
+from .options import common, init_distributed, leave_distributed, recorded_command, run_config, run_options
 
 
 def model_config(data: Any, net: str, channels: int, channel_mult: str, num_blocks: int, cond: bool,
@@ -63,7 +63,6 @@ def train(ctx: click.Context, **o: Any) -> None:
     import torch
 
     from .. import data as fsdata
-    from ..train import TrainConfig
     from ..train import train as run_train
     from ..train.loop import dist_info
 
@@ -77,12 +76,8 @@ def train(ctx: click.Context, **o: Any) -> None:
     ds = fsdata.get(o["data_name"], split=o["split"])
     mc = model_config(ds, o["net"], o["channels"], o["channel_mult"], o["num_blocks"], o["cond"], net_kwargs,
                       o["precond"], o["sigma_data"], o["sigma_min"], o["sigma_max"], o["data_name"], o["split"])
-    cfg = TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], weight_decay=o["weight_decay"],
-                      warmup=o["warmup"], cooldown=o["cooldown"], ema_decay=o["ema_decay"], grad_clip=o["grad_clip"],
-                      average_from=o["average_from"], average_every=o["average_every"] or TrainConfig.average_every,
-                      loss=o["loss"],
-                      label_dropout=o["label_dropout"] if mc["net"]["kwargs"].get("num_classes") else 0.0,
-                      ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"])
+    cfg = run_config(o, weight_decay=o["weight_decay"], loss=o["loss"],
+                     label_dropout=o["label_dropout"] if mc["net"]["kwargs"].get("num_classes") else 0.0)
     command = recorded_command(ctx, ["fewstep", "train"])
     rank, world = dist_info()
     if rank == 0:
