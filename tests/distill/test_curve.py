@@ -1,11 +1,14 @@
 """The benchmark's segmented training: its curve points and final weights are those of one uninterrupted run,
 a cool-down included."""
 
+import math
 import shlex
+import types
 
 import torch
 
 from fewstep import data as fsdata
+from fewstep.bench import consistency as bc
 from fewstep.bench.consistency import train_recipe, train_with_curve
 from fewstep.distill.consistency import ConsistencyConfig
 from fewstep.distill.run import distill
@@ -114,3 +117,19 @@ def test_a_stage_hands_its_trajectory_cache_to_the_next_replacing_an_older_one(t
     prev.with_suffix(".paths.pt").write_bytes(b"this run's bank")
     _share_bank(prev, nxt)
     assert nxt.with_suffix(".paths.pt").read_bytes() == b"this run's bank"
+
+
+def test_the_two_step_search_minimises_the_mean_fd_over_its_own_seeds(monkeypatch):
+    """A score whose per-seed minima are 0.3 and 1.2: the mean's minimum is their geometric mean, ~0.6."""
+    calls = []
+
+    def fake_fd(cm, sigmas, n, seed):
+        calls.append(seed)
+        centre = 0.3 if seed % 2 else 1.2
+        return (math.log(sigmas[1]) - math.log(centre)) ** 2
+
+    monkeypatch.setattr(bc, "cm_fd", fake_fd)
+    cm = types.SimpleNamespace(sigma_max=80.0)
+    tau, _ = bc.best_two_step(cm, n=10, seeds=(1, 2), iters=12)
+    assert abs(tau - 0.6) < 0.01
+    assert set(calls) == {1, 2} and not set(bc.SEARCH_SEEDS) & set(bc.SEEDS + bc.LARGE_SEEDS)

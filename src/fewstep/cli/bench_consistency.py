@@ -14,7 +14,8 @@ import click
 @click.option("--ict", default="digits-ict", help="iCT model (zoo name or path)")
 @click.option("--teacher", default="digits-edm", help="teacher (zoo name or path)")
 @click.option("--n", default=800, type=int, help="samples per FD")
-@click.option("--search-n", default=400, type=int, help="samples per FD inside the 2-step ternary search")
+@click.option("--search-n", default=400, type=int,
+              help="samples per seed and FD inside the 2-step ternary search (the mean over 4 search seeds)")
 @click.option("--train", "train_mode", default=None, type=click.Choice(["cd", "ict", "color-cd"]),
               help="first retrain this zoo model (segments + curve), as recorded in its manifest")
 @click.option("--steps", default=None, type=int,
