@@ -44,9 +44,9 @@ RECIPES: dict[str, dict] = {
                  "data": "digits_color", "batch": 64, "lr": 2e-4, "warmup": 50, "ema_decay": 0.995, "N": 18,
                  "dist": "lpips", "solver": "heun",
                  "then": {"steps": 500, "segments": 2, "batch": 256, "lr": 1e-4, "warmup": 20, "ema_decay": 0.999}},
-    # iCT: the artefact is the mean of the EMA snapshots every 500 steps from step 11500 on (--average-from): 26
-    # snapshots over the last 12500 of 24000 steps (the run was 17000 steps, then extended)
-    "ict": {"steps": 24000, "horizon": 2000, "segments": 24, "teacher": None, "batch": 64,
+    # iCT: the doubling curriculum over the first half (horizon 12000: N reaches 1281 at step 10500), and the
+    # artefact is the mean of the EMA snapshots every 500 steps from step 11500 on (--average-from), 26 in all
+    "ict": {"steps": 24000, "horizon": 12000, "segments": 24, "teacher": None, "batch": 64,
             "lr": 1e-3, "warmup": 100, "ema_decay": 0.9995, "dropout": 0.1, "s0": 10, "s1": 1280, "label_dropout": 1.0,
             "average_from": 11500, "average_every": 500},
 }
