@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ..denoiser import append_dims
 from ..grids import karras_at
 from ..io import build_denoiser
+from ..train.loop import dist_info
 from ..train.losses import edm_loss
 
 QUANTILES = (0.02, 0.98)  # DMD's t ~ U[0.02 T, 0.98 T], here as positions on the Karras sigma ramp
@@ -65,9 +66,8 @@ class FakeScore:
     def update(self, x: Tensor, cond: Any, generator: torch.Generator) -> float:
         """One optimiser step of the denoising loss on samples x (detached from the generator)."""
         if self._wrapped is None:
-            dist = torch.distributed
-            ddp = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-            self._wrapped = nn.parallel.DistributedDataParallel(self.net) if ddp else self.net
+            _, world = dist_info()
+            self._wrapped = nn.parallel.DistributedDataParallel(self.net) if world > 1 else self.net
         loss = edm_loss(self._wrapped, x.detach(), cond, generator).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
