@@ -12,8 +12,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "analytic", "bench", "data", "denoiser", "distill", "edit", "errors", "grids", "io", "metrics", "nets",
-    "noise", "plans", "precond", "report", "sampling", "search", "seed", "solvers", "train", "zoo", "bridge",
+    "analytic", "bench", "data", "denoiser", "distill", "edit", "errors", "grids", "io", "kinds", "latent", "metrics",
+    "nets", "noise", "plans", "precond", "recipes", "report", "search", "seed", "solvers", "train", "zoo", "bridge",
     "guidance",
 }
 _ATTRS = {
@@ -23,6 +23,7 @@ _ATTRS = {
     "sample": ("solvers.engine", "sample"),
     "from_diffusers": ("bridge.load", "from_diffusers"),
     "FewStepScheduler": ("bridge.scheduler", "FewStepScheduler"),
+    "generate": ("zoo.generate", "generate"),
 }
 
 

@@ -67,8 +67,8 @@ class DemoConfig:
 
 def _measure(name: str, family: str, nfe: int, make: Callable[[], tuple[Tensor, float]], cfg: DemoConfig,
              floor: float, grid_dir: Path | None) -> Row:
+    from .io import save_grid
     from .metrics import confidence, fd
-    from .sampling import save_grid
 
     x, seconds = make()
     x = x.clamp(-1, 1)
@@ -83,8 +83,13 @@ def _measure(name: str, family: str, nfe: int, make: Callable[[], tuple[Tensor, 
 
 def _solver_tasks(den: Any, cfg: DemoConfig) -> list[tuple[str, str, int, Callable[[], tuple[Tensor, float]]]]:
     from .errors import PlanError
-    from .sampling import generate, resolve_plan, searched_plan_path
     from .solvers import constructors
+    from .zoo.generate import draw
+    from .zoo.lookup import resolve_plan, searched_plan_path
+
+    def generate(den: Any, plan: Any) -> tuple[Tensor, float]:
+        d = draw(den, cfg.n, plan=plan, seed=cfg.seed, device=cfg.device)
+        return d.x, d.seconds
 
     tasks = []
     for nfe in cfg.nfes:
@@ -93,34 +98,28 @@ def _solver_tasks(den: Any, cfg: DemoConfig) -> list[tuple[str, str, int, Callab
                 plan = constructors.get(name, nfe=nfe, sigma_min=den.sigma_min, sigma_max=den.sigma_max)
             except (PlanError, ValueError):
                 continue  # e.g. heun cannot spend exactly 1 NFE
-            tasks.append((name, "solver", nfe, lambda p=plan: generate(den, p, cfg.n, cfg.seed, device=cfg.device)))
+            tasks.append((name, "solver", nfe, lambda p=plan: generate(den, p)))
         if searched_plan_path("digits-edm", nfe).is_file():
             plan = resolve_plan("searched", den, nfe, model="digits-edm")
-            tasks.append(("searched", "S^3", nfe, lambda p=plan: generate(den, p, cfg.n, cfg.seed, device=cfg.device)))
+            tasks.append(("searched", "S^3", nfe, lambda p=plan: generate(den, p)))
     ref = constructors.get("heun", nfe=35, sigma_min=den.sigma_min, sigma_max=den.sigma_max)
-    tasks.append(("teacher", "reference", 35, lambda: generate(den, ref, cfg.n, cfg.seed, device=cfg.device)))
+    tasks.append(("teacher", "reference", 35, lambda: generate(den, ref)))
     return tasks
 
 
 def _cm_tasks(cfg: DemoConfig) -> list[tuple[str, str, int, Callable[[], tuple[Tensor, float]]]]:
     from . import zoo
-    from .distill.sampling import multistep
-    from .sampling import noise
+    from .zoo.generate import draw
 
     tasks = []
     for name in ("digits-cd", "digits-ict"):
         if name not in zoo.names():
             continue
         cm = zoo.load(name, device=cfg.device)
-        mid = float((zoo.manifest(name).get("metrics") or {}).get("tau_2step", 0.8))
-        for steps, sigmas in ((1, [cm.sigma_max]), (2, [cm.sigma_max, mid])):
-            def make(cm: Any = cm, sigmas: list[float] = sigmas) -> tuple[Tensor, float]:
-                x_T = noise(cfg.n, cfg.seed, cm.shape, sigmas[0], cfg.device)
-                g = torch.Generator(cfg.device).manual_seed(cfg.seed)
-                t0 = time.perf_counter()
-                with torch.no_grad():
-                    x = multistep(cm, x_T, sigmas, generator=g)
-                return x.cpu(), time.perf_counter() - t0
+        for steps in (1, 2):  # the student's recorded sigmas (its manifest's sampler), one batch
+            def make(cm: Any = cm, steps: int = steps) -> tuple[Tensor, float]:
+                d = draw(cm, cfg.n, nfe=steps, seed=cfg.seed, batch=cfg.n, device=cfg.device)
+                return d.x, d.seconds
             tasks.append((name, "consistency", steps, make))
     return tasks
 
@@ -196,7 +195,7 @@ def _edits(cfg: DemoConfig) -> list[dict[str, Any]]:
 
     if "digits-cd" not in zoo.names():
         return []
-    from .sampling import save_grid
+    from .io import save_grid
 
     cm = zoo.load("digits-cd", device=cfg.device)
     test = data.get(DATASET, "test")

@@ -1,4 +1,5 @@
-"""Checkpoint io: safetensors weights with the JSON config in the file's metadata; atomic writes.
+"""Files: checkpoints (safetensors weights with the JSON config in the file's metadata), sample files and PNG grids,
+all written atomically.
 
 A fewstep model file is one `.safetensors` whose metadata key "fewstep" holds a JSON config:
 {"format": 1, "kind": "denoiser", "net": {"class", "kwargs"}, "precond": {"name", "kwargs"},
@@ -8,6 +9,7 @@ A fewstep model file is one `.safetensors` whose metadata key "fewstep" holds a 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -15,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .errors import CheckpointError
 
@@ -136,3 +139,63 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> n
     for p in den.parameters():
         p.requires_grad_(False)
     return den.to(device)
+
+
+def save_grid(x: Tensor, path: str | os.PathLike, nrow: int | None = None, scale: int | None = None,
+              pad: int = 1) -> Path:
+    """Write images [n, C, H, W] in [-1, 1] as one PNG grid (nrow per row, nearest-neighbour upscaled by `scale`,
+    by default to tiles of about 64 px)."""
+    from PIL import Image
+
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"a grid needs images [n, 1 or 3, H, W], got shape {tuple(x.shape)}")
+    n, C, H, W = x.shape
+    scale = scale or max(1, 64 // max(H, W))
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    img = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+    canvas = np.full((rows * (H + pad) + pad, nrow * (W + pad) + pad, C), 255, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        canvas[pad + r * (H + pad): pad + r * (H + pad) + H, pad + c * (W + pad): pad + c * (W + pad) + W] = \
+            img[i].transpose(1, 2, 0)
+    canvas = canvas.repeat(scale, 0).repeat(scale, 1)
+    pil = Image.fromarray(canvas[..., 0] if C == 1 else canvas, "L" if C == 1 else "RGB")
+    return atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
+
+
+def save_samples(x: Tensor, path: str | os.PathLike, labels: Tensor | None = None,
+                 meta: dict[str, Any] | None = None) -> Path:
+    """Save samples (and labels) as .pt ({"x", "y", "meta"}) or .npz (arrays x, y)."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        return atomic_torch_save({"x": x.cpu(), "y": None if labels is None else labels.cpu(), "meta": meta or {}},
+                                 path)
+    if path.suffix == ".npz":
+        arrays = {"x": x.cpu().numpy()} | ({} if labels is None else {"y": labels.cpu().numpy()})
+        return atomic_write(path, lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+    raise ValueError(f"sample files end in .pt or .npz, got {path.name}")
+
+
+def load_samples(path: str | os.PathLike) -> tuple[Tensor, Tensor | None]:
+    """Read samples saved by `save_samples` (or any .npz with array x / .pt tensor or dict with key x)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no sample file at {path}; write one with `fewstep sample --save FILE.npz`")
+    if path.suffix not in (".npz", ".pt"):
+        raise ValueError(f"sample files end in .pt or .npz, got {path.name}")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                obj = {k: torch.from_numpy(f[k]) for k in f.files}
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # numpy/zipfile/pickle raise many types on a damaged file
+        raise ValueError(f"cannot read samples from {path} ({type(e).__name__}); the file is corrupt or not a "
+                         "sample file") from e
+    if torch.is_tensor(obj):
+        return obj.float(), None
+    if not isinstance(obj, dict) or not torch.is_tensor(obj.get("x")):
+        raise ValueError(f"{path} holds no tensor 'x'; save samples with fewstep.io.save_samples")
+    y = obj.get("y")
+    return obj["x"].float(), (y.long() if torch.is_tensor(y) else None)

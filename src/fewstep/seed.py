@@ -24,6 +24,11 @@ def seeds_for(n: int, seed: int = 0) -> list[int]:
     return [seed * 1_000_003 + i for i in range(n)]
 
 
+def noise(n: int, seed: int, shape: Sequence[int], sigma: float = 1.0, device: str | torch.device = "cpu") -> Tensor:
+    """x_T = sigma * n_i, n_i drawn from sample i's own seed (seeds_for(n, seed)): the noise of a seeded run."""
+    return randn(seeds_for(n, seed), shape, device=device) * float(sigma)
+
+
 def manual_seed(seed: int) -> torch.Generator:
     """Seed torch's global RNG (for training) and return a fresh CPU generator with the same seed."""
     torch.manual_seed(seed)

@@ -8,8 +8,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from fewstep import io, sampling
+import fewstep as fs
+from fewstep import io
 from fewstep.cli.main import cli, main
+from fewstep.zoo import lookup
 
 KEYS = {"model", "plan", "nfe", "n", "seed", "sample_seconds", "images_per_s", "wall_seconds", "fd", "noise_floor",
         "noise_floor_n", "fd_over_floor", "precision", "recall", "density", "coverage", "confidence",
@@ -43,12 +45,10 @@ def test_sample_writes_png_and_json(tiny_model, tmp_path):
     assert KEYS <= set(out) and "accuracy" in out
     assert out["nfe"] == 3 and out["n"] == 24 and out["noise_floor_n"] == 24 and out["fd"] > 0
     assert Image.open(png).size == (8 * (5 * 9 + 1),) * 2  # 24 images -> 5 x 5 grid of 8 px + 1 px pads, x8
-    x, y = sampling.load_samples(npz)
+    x, y = io.load_samples(npz)
     assert x.shape == (24, 1, 8, 8) and y.tolist() == [i % 10 for i in range(24)]
     # samples do not depend on the batch size (per-sample seeds)
-    den = sampling.load_denoiser(tiny_model)
-    plan = sampling.resolve_plan("heun", den, 3)
-    x_one, _ = sampling.generate(den, plan, 24, seed=0, cond=torch.arange(24) % 10, batch=24)
+    x_one = fs.generate(tiny_model, 24, nfe=3, plan="heun", seed=0, labels=torch.arange(24) % 10, batch=24)
     torch.testing.assert_close(x, x_one, rtol=1e-4, atol=1e-5)
     # eval on the saved file reproduces the FD
     ev = json.loads(run_ok(["eval", "--samples", str(npz), "--data", "digits", "--json"]).output)
@@ -62,8 +62,6 @@ def test_sample_human_output_and_cfg(tiny_model, tmp_path):
 
 
 def test_plan_file_round_trip(tiny_model, tmp_path):
-    import fewstep as fs
-
     f = tmp_path / "plan.json"
     f.write_text(fs.plans.get("ddim", nfe=4).to_json())
     out = json.loads(run_ok(["sample", "--model", tiny_model, "--plan", str(f), "--n", "4", "--out", "",
@@ -112,7 +110,7 @@ def test_missing_model_and_samples(capsys, monkeypatch, tmp_path):
     assert "no sample file" in fail(["eval", "--samples", str(tmp_path / "x.npz"), "--data", "digits"],
                                     capsys, monkeypatch)
     f = tmp_path / "s.npz"
-    sampling.save_samples(torch.zeros(4, 1, 8, 8), f)
+    io.save_samples(torch.zeros(4, 1, 8, 8), f)
     assert "unknown data set" in fail(["eval", "--samples", str(f), "--data", "nope"], capsys, monkeypatch)
     assert "--data" in fail(["eval", "--samples", str(f)], capsys, monkeypatch)
     bad = tmp_path / "bad.npz"
@@ -121,10 +119,8 @@ def test_missing_model_and_samples(capsys, monkeypatch, tmp_path):
 
 
 def test_searched_plan_is_read_from_the_zoo_folder(tiny_model, tmp_path, monkeypatch):
-    import fewstep as fs
-
     path = tmp_path / "tiny-nfe4.json"
-    monkeypatch.setattr(sampling, "searched_plan_path", lambda model, nfe: tmp_path / f"{model}-nfe{nfe}.json")
+    monkeypatch.setattr(lookup, "searched_plan_path", lambda model, nfe: tmp_path / f"{model}-nfe{nfe}.json")
     fs.search.write_plan_file(path, fs.plans.get("unipc_bh2", nfe=4), {"score": 0.1})  # plan + "search" block
     out = json.loads(run_ok(["sample", "--model", tiny_model, "--plan", "searched", "--nfe", "4", "--n", "4",
                              "--out", "", "--no-metrics", "--json"]).output)

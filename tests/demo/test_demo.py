@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fewstep import zoo
 from fewstep.demo import DemoConfig, run
-from fewstep.sampling import searched_plan_path
+from fewstep.zoo.lookup import searched_plan_path
 
 
 def test_quick_demo_writes_report(tmp_path):

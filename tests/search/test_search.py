@@ -49,7 +49,7 @@ def test_resume_equals_uninterrupted(mixture, tmp_path):
 
 
 def test_reference_plan_agrees_with_ode_reference(mixture):
-    x_T = fs.sampling.noise(8, 0, (6,), 80.0).double()
+    x_T = fs.seed.noise(8, 0, (6,), 80.0).double()
     ode = reference(mixture, x_T, 80.0, kind="ode")
     plan = reference(mixture, x_T, 80.0, kind="plan")
     assert (plan - ode).pow(2).mean().sqrt() < 1e-3 * ode.pow(2).mean().sqrt()

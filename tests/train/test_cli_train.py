@@ -43,7 +43,7 @@ def test_train_bad_options_fail_clearly(tmp_path):
 
 
 def test_a_loader_of_a_known_distribution_is_scored_as_that_distribution(tmp_path):
-    from fewstep.sampling import dataset_of
+    from fewstep.zoo.lookup import dataset_of
 
     out = str(tmp_path / "c.safetensors")
     args = [a if a != "digits" else "digits_color_x8" for a in TINY]

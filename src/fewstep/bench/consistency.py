@@ -54,15 +54,9 @@ RECIPES: dict[str, dict] = {
 
 def cm_samples(cm: Any, n: int, seed: int, sigmas: list[float], batch: int = 500) -> Tensor:
     """CM Alg. 1 samples (clamped to [-1, 1]) with per-sample seeded noise for every step (batch-independent)."""
-    from ..distill.sampling import multistep
-    from ..sampling import noise
+    from ..zoo.generate import draw
 
-    shape = tuple(cm.shape)
-    x_T = noise(n, seed, shape, sigmas[0])
-    zs = [noise(n, seed + 7919 * (k + 1), shape, 1.0) for k in range(len(sigmas) - 1)]
-    outs = [multistep(cm, x_T[i:i + batch], sigmas, [z[i:i + batch] for z in zs], clip=1.0)
-            for i in range(0, n, batch)]
-    return torch.cat(outs)
+    return draw(cm, n, plan=sigmas, seed=seed, batch=batch).x
 
 
 def cm_fd(cm: Any, sigmas: list[float], n: int, seed: int, dataset: str = DATASET) -> float:
@@ -81,11 +75,11 @@ def best_two_step(cm: Any, n: int, seeds: Sequence[int] = SEARCH_SEEDS, iters: i
 
 
 def teacher_samples(teacher: Any, n: int, seed: int, nfe: int = 35, name: str = "heun") -> Tensor:
-    from ..sampling import generate
     from ..solvers import get
+    from ..zoo.generate import draw
 
     plan = get(name, nfe=nfe, sigma_min=teacher.sigma_min, sigma_max=teacher.sigma_max, grid="karras")
-    return generate(teacher, plan, n, seed=seed, batch=500)[0]
+    return draw(teacher, n, plan=plan, seed=seed, batch=500, clamp=False).x
 
 
 def teacher_fd(teacher: Any, n: int, seed: int, nfe: int = 35, name: str = "heun") -> float:
@@ -322,8 +316,8 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
         search_n: int = 400, plots: str | None = "bench-results", color: str | None = "digits-color-cd"
         ) -> dict[str, Any]:
     """The whole benchmark; returns the write_result payload."""
+    from ..io import save_grid
     from ..metrics import noise_floor
-    from ..sampling import save_grid
     from ..zoo import load, manifest
 
     t0 = time.perf_counter()

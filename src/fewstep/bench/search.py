@@ -177,8 +177,8 @@ def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: i
     """The searched digits-edm plan at this NFE and its search metadata: the shipped file (zoo/files/plans), or,
     with research=True, a fresh search (seed 0) whose cost is measured here."""
     from .. import zoo
-    from ..sampling import searched_plan_path
     from ..search.api import read_plan_file
+    from ..zoo.lookup import searched_plan_path
 
     if not research:
         return read_plan_file(searched_plan_path(DIGITS, nfe))
@@ -192,7 +192,7 @@ def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: i
 def save_grids(held: Scorer, rows: list[dict[str, Any]], nfes: list[int], n: int = 32) -> list[str]:
     """PNG per NFE (bench-results/search-digits-nfe<N>.png): the first n held-out noises through the searched plan
     (top), the best hand-made plan (middle) and the teacher's 200-step ODE (bottom), white rows between."""
-    from ..sampling import save_grid
+    from ..io import save_grid
     from ..solvers.plan import Plan
     from .common import RESULTS_DIR
 

@@ -153,15 +153,16 @@ def bench_denoiser(den: Any, score: Callable[[Tensor], float], shape: tuple[int,
                    batch: int = 256) -> dict[str, dict[int, float]]:
     """Score samples of any denoiser (e.g. FD of fs.zoo.load('digits-edm') samples) for each fewstep plan and,
     on the very same per-sample seeded noise, each diffusers setting {anchors label: table sigma_min}."""
-    from ..sampling import generate, noise
+    from ..seed import noise
+    from ..zoo.generate import draw
 
     hi, lo = float(den.sigma_max), float(den.sigma_min)
     out: dict[str, dict[int, float]] = {}
     for label, (name, opts) in (variants or fewstep_variants()).items():
         out[label] = {}
         for k in nfes:
-            x, _ = generate(den, plans.get(name, nfe=k, sigma_max=hi, **{"sigma_min": lo, **opts}), n, seed_,
-                            batch=batch, shape=shape)
+            plan = plans.get(name, nfe=k, sigma_max=hi, **{"sigma_min": lo, **opts})
+            x = draw(den, n, plan=plan, seed=seed_, batch=batch, clamp=False).x
             out[label][k] = float(score(x))
     x_T = noise(n, seed_, shape, hi)
     for label, smin in (diffusers or {}).items():

@@ -34,7 +34,7 @@ def throughput(den: Any, n: int = 256, nfes: tuple[int, ...] = (5, 10), repeats:
     timing, set_timesteps + step() + the same denoiser inside), medians over `repeats` interleaved runs."""
     from .. import plans
     from ..noise import VPDiscrete
-    from ..sampling import noise
+    from ..seed import noise
     from ..solvers.engine import sample
 
     hi, lo = float(den.sigma_max), float(den.sigma_min)

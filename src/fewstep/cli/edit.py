@@ -61,8 +61,8 @@ def edit(op: str, model: str | None, data_name: str | None, n: int, sigmas: str 
 
     from .. import data as fsdata
     from .. import edit as E
+    from ..io import save_grid
     from ..metrics import confidence
-    from ..sampling import save_grid
     from ..zoo import load
 
     model = model or ("digits-color-cd" if op == "colorize" else "digits-cd")

@@ -1,5 +1,5 @@
 """`fewstep sample` (sample a model with a plan, write a grid, report FD next to its noise floor) and
-`fewstep eval` (the same metrics on a saved sample file). Thin: the work is in fewstep.sampling and fewstep.metrics."""
+`fewstep eval` (the same metrics on a saved sample file). Thin: the work is in fs.generate and fewstep.metrics."""
 
 from __future__ import annotations
 
@@ -63,17 +63,24 @@ def _labels(class_label: str | None, n: int, classes: int, cfg: float) -> Any:
     return torch.full((n,), k, dtype=torch.long)
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 @click.command()
 @click.option("--model", required=True, help="zoo name (digits-edm), a fewstep .safetensors file or a diffusers folder")
-@click.option("--plan", "plan_spec", default="dpm_solver_pp_2m", show_default=True,
-              help="plan name (heun, ddim, unipc_bh2, ...), a plan .json file, or 'searched' (the shipped plan)")
-@click.option("--nfe", type=int, default=None, help="denoiser evaluations [default: 10, or the plan file's]")
-@click.option("--grid", default="logsnr", show_default=True, help="sigma grid for a named plan")
+@click.option("--plan", "plan_spec", default=None,
+              help="plan name (heun, ddim, unipc_bh2, ...), a plan .json file, or 'searched' (the shipped plan) "
+                   "[the model's recorded default: dpm_solver_pp_2m for a denoiser; a student's own sigmas]")
+@click.option("--nfe", type=int, default=None,
+              help="denoiser evaluations (a student's steps) [the recorded default: 10, or the plan file's]")
+@click.option("--grid", default=None, help="sigma grid for a named plan [logsnr]")
 @click.option("--n", "n", default=256, show_default=True, type=int, help="number of samples")
 @click.option("--batch", default=256, show_default=True, type=int, help="samples per solver call")
 @click.option("--class-label", default=None, help="class index, or 'all' to cycle through the classes")
 @click.option("--cfg", "cfg_scale", default=1.0, show_default=True, type=float,
               help="classifier-free guidance scale (1 = none)")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(DTYPES),
+              help="precision of the network (the solver keeps float32)")
 @click.option("--data", "dataset", default=None, help="data set for FD [default: the model's own]")
 @click.option("--out", default="samples.png", show_default=True, help="image grid PNG ('' for none)")
 @click.option("--grid-n", default=64, show_default=True, type=int, help="images in the grid")
@@ -81,39 +88,43 @@ def _labels(class_label: str | None, n: int, classes: int, cfg: float) -> Any:
 @click.option("--no-metrics", is_flag=True, help="skip FD / precision / recall / confidence")
 @common
 @json_option
-def sample(model: str, plan_spec: str, nfe: int | None, grid: str, n: int, batch: int, class_label: str | None,
-           cfg_scale: float, dataset: str | None, out: str, grid_n: int, save: str | None, no_metrics: bool,
-           device: str, seed: int, as_json: bool) -> None:
-    """Sample a model with a solver plan; report FD (with the real-data noise floor), NFE, time and images/s.
+def sample(model: str, plan_spec: str | None, nfe: int | None, grid: str | None, n: int, batch: int,
+           class_label: str | None, cfg_scale: float, dtype: str, dataset: str | None, out: str, grid_n: int,
+           save: str | None, no_metrics: bool, device: str, seed: int, as_json: bool) -> None:
+    """Sample a model (fs.generate) and report FD (with the real-data noise floor), NFE, time and images/s.
 
     --json keys: model, plan, nfe, grid, n, seed, class_label, cfg, device, sample_seconds, images_per_s,
     wall_seconds, out, save, and from fs.metrics.evaluate: dataset, fd, noise_floor, noise_floor_n, fd_over_floor,
     precision, recall, density, coverage, confidence, confidence_real, class_entropy, accuracy (with labels).
     """
-    from .. import sampling
+    import torch
+
+    from ..io import save_grid, save_samples
+    from ..zoo.generate import draw
+    from ..zoo.lookup import dataset_of, model_name, num_classes, resolve
 
     t0 = time.perf_counter()
     if n < 2:
         raise ValueError(f"--n must be at least 2 (FD needs a covariance), got {n}")
     if save and not save.endswith((".pt", ".npz")):
         raise ValueError(f"--save takes a file ending in .pt or .npz, got {save!r}")
-    den = sampling.load_denoiser(model, device)
-    plan = sampling.resolve_plan(plan_spec, den, nfe, grid, model=sampling.model_name(model))
-    labels = _labels(class_label, n, sampling.num_classes(den), cfg_scale)
-    if cfg_scale != 1.0:
-        from ..guidance import cfg
-
-        den = cfg(den, cfg_scale)
-    x, seconds = sampling.generate(den, plan, n, seed, cond=labels, batch=batch, device=device)
-    dataset = dataset or sampling.dataset_of(den if cfg_scale == 1.0 else den.den)
-    r: dict[str, Any] = {"model": model, "plan": plan_spec, "nfe": int(plan.nfe), "grid": grid, "n": n, "seed": seed,
-                         "class_label": class_label, "cfg": cfg_scale, "device": device,
-                         "sample_seconds": seconds, "images_per_s": n / seconds if seconds > 0 else float("inf")}
+    m = resolve(model, device)
+    labels = _labels(class_label, n, num_classes(m), cfg_scale)
+    d = draw(m, n, nfe=nfe, plan=plan_spec, seed=seed, labels=labels, guidance=cfg_scale, batch=batch,
+             device=device, dtype=getattr(torch, dtype), grid=grid, name=model_name(model))
+    x, seconds = d.x, d.seconds
+    dataset = dataset or dataset_of(m)
+    r: dict[str, Any] = {"model": model, "plan": d.sampler.get("plan", d.sampler["sampler"]), "nfe": d.nfe,
+                         "grid": grid, "n": n, "seed": seed, "class_label": class_label, "cfg": cfg_scale,
+                         "device": device, "dtype": dtype, "sample_seconds": seconds,
+                         "images_per_s": n / seconds if seconds > 0 else float("inf")}
+    if "sigmas" in d.sampler:
+        r["sigmas"] = d.sampler["sigmas"]
     if x.ndim == 4 and out:
-        r["out"] = str(sampling.save_grid(x[:grid_n], out))
+        r["out"] = str(save_grid(x[:grid_n], out))
     if save:
-        r["save"] = str(sampling.save_samples(x, save, labels, meta={k: r[k] for k in ("model", "plan", "nfe")}
-                                              | {"data": dataset}))
+        r["save"] = str(save_samples(x, save, labels, meta={k: r[k] for k in ("model", "plan", "nfe")}
+                                     | {"data": dataset}))
     if not no_metrics:
         r.update(_metrics(x, dataset, labels))
     r["wall_seconds"] = time.perf_counter() - t0
@@ -129,9 +140,9 @@ def sample(model: str, plan_spec: str, nfe: int | None, grid: str, n: int, batch
 def eval_cmd(samples_file: str, dataset: str | None, labels: bool, as_json: bool) -> None:
     """FD (with the real-data noise floor), precision/recall/density/coverage and classifier confidence of saved
     samples."""
-    from .. import sampling
+    from ..io import load_samples
 
-    x, y = sampling.load_samples(samples_file)
+    x, y = load_samples(samples_file)
     if dataset is None and samples_file.endswith(".pt"):
         import torch
 

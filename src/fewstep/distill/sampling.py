@@ -1,57 +1,15 @@
-"""Sampling a consistency model: one step, Algorithm 1 multistep, and a ternary search of the intermediate sigmas.
+"""Choosing a consistency model's sampling times: a ternary search of the intermediate sigmas of Algorithm 1.
 
-Song et al. (2023), "Consistency Models", Alg. 1 and Sec. 6 (the two-step times were found by ternary search on
-FID; openai/consistency_models `scripts/ternary_search.py`).
+Song et al. (2023), "Consistency Models", Sec. 6 (the two-step times were found by ternary search on FID;
+openai/consistency_models `scripts/ternary_search.py`). The sampler itself is fewstep.solvers.renoise.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
-import torch
-from torch import Tensor
-
-from ..denoiser import check_denoiser
-
-
-def _clip(x: Tensor, clip: float | None) -> Tensor:
-    return x if clip is None else x.clamp(-clip, clip)
-
-
-def _check_sigmas(cm: Any, sigmas: Sequence[float]) -> list[float]:
-    s = [float(v) for v in sigmas]
-    if not s:
-        raise ValueError("give at least one sigma (the first is sigma_max = T)")
-    if any(b >= a for a, b in zip(s, s[1:], strict=False)):
-        raise ValueError(f"sigmas must decrease strictly, got {s}")
-    if s[-1] < cm.sigma_min or s[0] > cm.sigma_max * (1 + 1e-9):
-        raise ValueError(f"sigmas must lie in [sigma_min={cm.sigma_min}, sigma_max={cm.sigma_max}], got {s}")
-    return s
-
-
-@torch.no_grad()
-def multistep(cm: Any, x_T: Tensor, sigmas: Sequence[float], noise: Sequence[Tensor] | None = None,
-              generator: torch.Generator | None = None, cond: Any = None, clip: float | None = None) -> Tensor:
-    """CM Algorithm 1: x <- f(x_T, T); for tau_n: x <- f(x + sqrt(tau_n^2 - eps^2) z, tau_n).
-    x_T is already scaled (noise * sigmas[0]); `noise` (one tensor per later step) or `generator` gives z."""
-    check_denoiser(cm)
-    s = _check_sigmas(cm, sigmas)
-    if noise is not None and len(noise) != len(s) - 1:
-        raise ValueError(f"need {len(s) - 1} noise tensors for {len(s)} sigmas, got {len(noise)}")
-    eps = float(cm.sigma_min)
-    x = _clip(cm(x_T, s[0], cond), clip)
-    for i, tau in enumerate(s[1:]):
-        z = noise[i] if noise is not None else torch.randn(x.shape, generator=generator, device=x.device,
-                                                            dtype=x.dtype)
-        x = _clip(cm(x + math.sqrt(max(tau**2 - eps**2, 0.0)) * z, tau, cond), clip)
-    return x
-
-
-def onestep(cm: Any, x_T: Tensor, cond: Any = None, clip: float | None = None) -> Tensor:
-    """One-step generation x0 = f(x_T, T) with T = cm.sigma_max (CM Sec. 3)."""
-    return multistep(cm, x_T, [cm.sigma_max], cond=cond, clip=clip)
+from ..solvers.renoise import geometric_sigmas
 
 
 def ternary_search(score: Callable[[float], float], lo: float, hi: float, iters: int = 8) -> tuple[float, float]:
@@ -76,7 +34,7 @@ def search_sigmas(score: Callable[[list[float]], float], n_steps: int, sigma_min
     `score(sigmas)` e.g. the FD of the samples. Starts from a geometric spacing."""
     if n_steps < 2:
         return [sigma_max], score([sigma_max])
-    inner = [sigma_max * (sigma_min / sigma_max) ** (i / n_steps) for i in range(1, n_steps)]
+    inner = geometric_sigmas(n_steps, sigma_min, sigma_max)[1:]
     best = math.inf
     for _ in range(sweeps):
         for j in range(len(inner)):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..denoiser import check_denoiser
-from ..distill.sampling import multistep
+from ..solvers.renoise import multistep
 from . import transforms as Tr
 
 

@@ -76,7 +76,7 @@ def search(den: Any, nfe: int, shape: Sequence[int], sigma_min: float = 0.002, s
     if budget is not None and (not isinstance(budget, int) or budget < 1):
         raise ValueError(f"budget must be a positive number of plan evaluations, got {budget!r}")
     if metric == "fd" and dataset is None:
-        from ..sampling import dataset_of
+        from ..zoo.lookup import dataset_of
 
         dataset = dataset_of(den)  # config["data"] may be a name or {"name": ..., "split": ...}
     budget = budget if budget is not None else default_budget(nfe)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..denoiser import check_denoiser
-from ..sampling import noise
+from ..seed import noise
 
 METRICS = ("rms", "fd")
 REFERENCES = ("auto", "ode", "plan")

@@ -24,11 +24,11 @@ from . import FILES, load
 def draw(den: nn.Module, n: int, nfe: int = 35, seed: int = 0, cond: Tensor | None = None, solver: str = "heun"
          ) -> Tensor:
     """n samples from per-sample seeds with the `solver` plan at `nfe` evaluations, clamped to [-1, 1]."""
-    from ..sampling import generate
     from ..solvers import constructors
+    from .generate import generate
 
     plan = constructors.get(solver, nfe=nfe, sigma_min=den.sigma_min, sigma_max=den.sigma_max)
-    return generate(den, plan, n, seed, cond=cond)[0].clamp(-1, 1)
+    return generate(den, n, plan=plan, seed=seed, labels=cond)
 
 
 def evaluate(name_or_path: str, n: int = 1000, nfe: int = 35, seed: int = 0) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     res = evaluate(a.model, a.n, a.nfe, a.seed)
     print(json.dumps(res, indent=2, default=float))
     if a.png:
-        from ..sampling import save_grid
+        from ..io import save_grid
 
         save_grid(draw(load(a.model), 100, a.nfe, a.seed), a.png, nrow=10)
     if a.write_manifest:
