@@ -75,8 +75,11 @@ def model_kind(model: Any) -> Kind:
 
 def build(config: dict[str, Any], state: dict[str, torch.Tensor] | None = None, base: Path | None = None) -> Any:
     """The object a checkpoint config describes, with weights `state`; `base` is the folder that relative
-    references (a latent denoiser's autoencoder) are read from."""
-    return get(kind_of(config)).build(config, state, base)
+    references (a latent denoiser's autoencoder) are read from. The object carries the config as `.config`."""
+    obj = get(kind_of(config)).build(config, state, base)
+    if not getattr(obj, "config", None):
+        obj.config = config
+    return obj
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
