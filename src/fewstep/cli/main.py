@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "bench": "fewstep.cli.bench:bench",
     "demo": "fewstep.cli.demo:demo",
     "zoo": "fewstep.cli.zoo:zoo",
+    "plans": "fewstep.cli.plans:plans",
 }
 
 HELP = {
@@ -32,6 +33,7 @@ HELP = {
     "bench": "Run benchmarks, write JSON, and regenerate BENCHMARKS.md.",
     "demo": "Run the demo on the shipped models and write demo-report/.",
     "zoo": "List the shipped models and plans, or rebuild one from its recorded command.",
+    "plans": "List the solver plan constructors, sigma grids and shipped searched plans.",
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .options import common, emit, json_option
+from .plans import GRIDS, PLANS
 
 
 def _metrics(x: Any, dataset: str | None, labels: Any) -> dict[str, Any]:
@@ -69,11 +70,12 @@ DTYPES = ("float32", "bfloat16", "float16")
 @click.command()
 @click.option("--model", required=True, help="zoo name (digits-edm), a fewstep .safetensors file or a diffusers folder")
 @click.option("--plan", "plan_spec", default=None,
-              help="plan name (heun, ddim, unipc_bh2, ...), a plan .json file, or 'searched' (the shipped plan) "
-                   "[the model's recorded default: dpm_solver_pp_2m for a denoiser; a student's own sigmas]")
+              help=f"plan name ({', '.join(PLANS)}), a plan .json file, or 'searched' (the shipped plan; "
+                   "`fewstep plans list`) [the model's recorded default: dpm_solver_pp_2m for a denoiser; a "
+                   "student's own sigmas]")
 @click.option("--nfe", type=int, default=None,
               help="denoiser evaluations (a student's steps) [the recorded default: 10, or the plan file's]")
-@click.option("--grid", default=None, help="sigma grid for a named plan [logsnr]")
+@click.option("--grid", default=None, type=click.Choice(GRIDS), help="sigma grid for a named plan [logsnr]")
 @click.option("--n", "n", default=256, show_default=True, type=int, help="number of samples")
 @click.option("--batch", default=256, show_default=True, type=int, help="samples per solver call")
 @click.option("--class-label", default=None, help="class index, or 'all' to cycle through the classes")
