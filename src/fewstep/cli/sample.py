@@ -75,7 +75,7 @@ DTYPES = ("float32", "bfloat16", "float16")
                    "student's own sigmas]")
 @click.option("--nfe", type=int, default=None,
               help="denoiser evaluations (a student's steps) [the recorded default: 10, or the plan file's]")
-@click.option("--grid", default=None, type=click.Choice(GRIDS), help="sigma grid for a named plan [logsnr]")
+@click.option("--grid", default=None, help=f"sigma grid for a named plan: {', '.join(GRIDS)} [logsnr]")
 @click.option("--n", "n", default=256, show_default=True, type=int, help="number of samples")
 @click.option("--batch", default=256, show_default=True, type=int, help="samples per solver call")
 @click.option("--class-label", default=None, help="class index, or 'all' to cycle through the classes")
@@ -88,11 +88,12 @@ DTYPES = ("float32", "bfloat16", "float16")
 @click.option("--grid-n", default=64, show_default=True, type=int, help="images in the grid")
 @click.option("--save", default=None, help="also save the samples to FILE.pt or FILE.npz")
 @click.option("--no-metrics", is_flag=True, help="skip FD / precision / recall / confidence")
+@click.option("--quiet", is_flag=True, help="no progress bar (it is drawn on stderr)")
 @common
 @json_option
 def sample(model: str, plan_spec: str | None, nfe: int | None, grid: str | None, n: int, batch: int,
            class_label: str | None, cfg_scale: float, dtype: str, dataset: str | None, out: str, grid_n: int,
-           save: str | None, no_metrics: bool, device: str, seed: int, as_json: bool) -> None:
+           save: str | None, no_metrics: bool, quiet: bool, device: str, seed: int, as_json: bool) -> None:
     """Sample a model (fs.generate) and report FD (with the real-data noise floor), NFE, time and images/s.
 
     --json keys: model, plan, nfe, grid, n, seed, class_label, cfg, device, sample_seconds, images_per_s,
@@ -113,7 +114,8 @@ def sample(model: str, plan_spec: str | None, nfe: int | None, grid: str | None,
     m = resolve(model, device)
     labels = _labels(class_label, n, num_classes(m), cfg_scale)
     d = draw(m, n, nfe=nfe, plan=plan_spec, seed=seed, labels=labels, guidance=cfg_scale, batch=batch,
-             device=device, dtype=getattr(torch, dtype), grid=grid, name=model_name(model))
+             device=device, dtype=getattr(torch, dtype), grid=grid, name=model_name(model),
+             progress=not quiet)
     x, seconds = d.x, d.seconds
     dataset = dataset or dataset_of(m)
     r: dict[str, Any] = {"model": model, "plan": d.sampler.get("plan", d.sampler["sampler"]), "nfe": d.nfe,

@@ -13,7 +13,6 @@ import copy
 import math
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 
 from .. import kinds
 from ..guidance import CFG
+from ..progress import Bar
 from ..seed import noise
 from ..solvers.engine import sample
 from ..solvers.plan import Plan
@@ -57,10 +57,10 @@ def generate(model: Any, n: int, nfe: int | None = None, plan: Any = None, seed:
 @torch.no_grad()
 def draw(model: Any, n: int, nfe: int | None = None, plan: Any = None, seed: int = 0, labels: Any = None,
          guidance: float | None = None, batch: int = 256, device: str = "cpu", dtype: torch.dtype | None = None,
-         grid: str | None = None, clamp: bool = True, name: str | None = None) -> Drawn:
+         grid: str | None = None, clamp: bool = True, name: str | None = None, progress: bool = False) -> Drawn:
     """`generate` with what ran and its timing; `grid`: the sigma grid of a named plan [the recorded one, or
     logsnr]; clamp=False keeps the sampler's raw output (what some benchmarks score); `name`: the zoo name that
-    plan="searched" looks up [the model's]."""
+    plan="searched" looks up [the model's]; `progress`: a bar over the batches on stderr."""
     if not isinstance(n, int) or not isinstance(batch, int) or n <= 0 or batch <= 0:
         raise ValueError(f"n and batch must be positive integers, got n={n!r}, batch={batch!r}")
     spec = model_name(model) if isinstance(model, (str, os.PathLike)) else None
@@ -77,24 +77,37 @@ def draw(model: Any, n: int, nfe: int | None = None, plan: Any = None, seed: int
     _check_label_path(m, y)
     recorded = sampler_defaults(m)
     den, cond = _guided(m, kind, y, guidance)
-    t0 = time.perf_counter()
     if kind.sampler == "renoise":
         sigmas = renoise_sigmas(m, nfe, plan, recorded)
-        x = _renoise(den, n, seed, shape, sigmas, cond, batch, device, clamp)
+        x_T = noise(n, seed, shape, sigmas[0])
+        zs = [noise(n, seed + RENOISE_STRIDE * (k + 1), shape, 1.0) for k in range(len(sigmas) - 1)]
+
+        def run(i: int) -> Tensor:  # CM Alg. 1, each step's output clipped to [-1, 1] (CM's clip_denoised)
+            return multistep(den, x_T[i:i + batch].to(device), sigmas, [z[i:i + batch].to(device) for z in zs],
+                             cond=_slice(cond, i, batch, device), clip=1.0 if clamp else None)
         used: dict[str, Any] = {"sampler": "renoise", "sigmas": sigmas}
         spent = len(sigmas)
     else:
         if plan is None:
             plan, nfe = recorded.get("plan", DEFAULT_PLAN["plan"]), nfe or recorded.get("nfe", DEFAULT_PLAN["nfe"])
         p = resolve_plan(plan, m, nfe, grid or recorded.get("grid", DEFAULT_PLAN["grid"]), model=name)
-        x = _planned(den, n, seed, shape, p, cond, batch, device)
+        x_T = noise(n, seed, shape, float(p.sigmas[0]))
+
+        def run(i: int) -> Tensor:
+            return sample(den, x_T[i:i + batch].to(device), p, cond=_slice(cond, i, batch, device))
         used, spent = {"sampler": "plan", "plan": plan if isinstance(plan, str) else "given", "nfe": p.nfe}, p.nfe
     ae = getattr(m, "autoencoder", None)
-    if ae is not None:
-        x = torch.cat([ae.decode(x[i:i + batch].to(device)).float().cpu() for i in range(0, n, batch)])
+    outs = []
+    t0 = time.perf_counter()
+    with Bar(n, f"{kind.name} x{spent} NFE", enabled=progress) as bar:
+        for i in range(0, n, batch):
+            xb = run(i)
+            outs.append((xb if ae is None else ae.decode(xb)).float().cpu())
+            bar.advance(len(xb))
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
+    x = torch.cat(outs)
     return Drawn(x.clamp(-1, 1) if clamp else x, y, seconds, int(spent), used)
 
 
@@ -170,21 +183,3 @@ def _slice(cond: Any, i: int, b: int, device: str) -> Any:
     if isinstance(cond, dict):
         return {k: _slice(v, i, b, device) for k, v in cond.items()}
     return cond[i:i + b].to(device)
-
-
-def _planned(den: Any, n: int, seed: int, shape: tuple[int, ...], plan: Plan, cond: Any, batch: int,
-             device: str) -> Tensor:
-    x_T = noise(n, seed, shape, float(plan.sigmas[0]))
-    return torch.cat([sample(den, x_T[i:i + batch].to(device), plan, cond=_slice(cond, i, batch, device)).cpu()
-                      for i in range(0, n, batch)])
-
-
-def _renoise(cm: Any, n: int, seed: int, shape: tuple[int, ...], sigmas: Sequence[float], cond: Any, batch: int,
-             device: str, clamp: bool) -> Tensor:
-    """CM Alg. 1 with per-sample seeded noise at every step, each step's output clipped to [-1, 1] (CM's
-    clip_denoised) unless clamp is off."""
-    x_T = noise(n, seed, shape, sigmas[0])
-    zs = [noise(n, seed + RENOISE_STRIDE * (k + 1), shape, 1.0) for k in range(len(sigmas) - 1)]
-    return torch.cat([multistep(cm, x_T[i:i + batch].to(device), sigmas, [z[i:i + batch].to(device) for z in zs],
-                                cond=_slice(cond, i, batch, device), clip=1.0 if clamp else None).cpu()
-                      for i in range(0, n, batch)])
