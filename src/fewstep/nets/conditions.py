@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import NoiseEmbedding
+from .layers import NoiseEmbedding, check_uncond
 
 KINDS = ("label", "scalar", "map")
 LABEL = "y"  # the label condition a plain-tensor cond stands for; its embedding is the network's `label_embed`
@@ -69,8 +69,7 @@ def as_dict(cond: Any, specs: Mapping[str, Mapping[str, Any]], name: str = "netw
         return {}
     if not isinstance(cond, Mapping):
         if LABEL not in specs:
-            raise ValueError(f"this {name} was built without classes (num_classes=0) but got labels; "
-                             "pass cond=None or build it with num_classes > 0")
+            check_uncond(cond, name)
         return {LABEL: cond}
     unknown = set(cond) - set(specs)
     if unknown:
