@@ -150,6 +150,8 @@ def test_drop_cond_nulls_every_condition_of_the_same_samples():
     net = _perturb(nets.UNet(conds=spec, **SMALL)).eval()
     x, c = torch.randn(B, 1, 8, 8), torch.randn(B)
     assert torch.allclose(net(x, c, out)[d], net(x, c, None)[d], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="no label condition"):
+        C.drop_cond(cond["y"], 0.5, {"w": W}, torch.Generator())
     with pytest.raises(ValueError, match="cannot drop"):
         C.drop_cond(cond, 0.5, spec, torch.Generator(), keys=["z"])
 

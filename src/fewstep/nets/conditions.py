@@ -172,15 +172,13 @@ def widen_state(state: Mapping[str, Tensor], net: nn.Module, inp: str = "inp") -
     """A trained net's state dict made loadable into `net` built with new conditions: the input layer `inp`
     (any key prefix) gets zero weights for the new map channels and new scalar embeddings take `net`'s fresh
     (zero) values, so the widened network computes what the trained one did."""
-    target = net.state_dict()
-    prefix = next((k[: -len(f"{inp}.weight")] for k in state if k.endswith(f"{inp}.weight")
-                   and k[: -len(f"{inp}.weight")] + f"{inp}.weight" in target), "")
+    target, w = net.state_dict(), f"{inp}.weight"
+    prefix = min((k[: -len(w)] for k in target if k == w or k.endswith(f".{w}")), key=len, default="")
     out = dict(state)
-    w = f"{prefix}{inp}.weight"
-    if w in out and out[w].shape != target[w].shape:
-        out[w] = pad_in(out[w], target[w].shape[1])
+    if prefix + w in out and out[prefix + w].shape != target[prefix + w].shape:
+        out[prefix + w] = pad_in(out[prefix + w], target[prefix + w].shape[1])
     for k, v in target.items():
-        if k not in out and ".cond_embed." in f".{k[len(prefix):]}":
+        if k not in out and k[len(prefix):].startswith("cond_embed."):
             out[k] = v.clone()
     return out
 
@@ -194,6 +192,8 @@ def drop_cond(cond: Any, p: float, specs: Mapping[str, Any], generator: torch.Ge
     if cond is None:
         return None
     if not isinstance(cond, Mapping):
+        if LABEL not in specs:
+            raise ValueError(f"got labels to drop but no label condition is declared ({sorted(specs)})")
         return drop_cond({LABEL: cond}, p, specs, generator)[LABEL]
     cond, keys = dict(cond), list(specs if keys is None else keys)
     if set(keys) - set(specs):
