@@ -139,7 +139,9 @@ class Preconditioned(nn.Module):
         p = self.precond
         c_skip, c_out, c_in = (append_dims(f(s), x.ndim) for f in (p.c_skip, p.c_out, p.c_in))
         dtype = next(self.net.parameters()).dtype if any(True for _ in self.net.parameters()) else x.dtype
-        F_x = self.net((c_in * x).to(dtype), p.c_noise(s).to(dtype), cond)
+        # a half-precision net gets x in its dtype and c_noise in float32, as EDM's EDMPrecond does
+        half = dtype in (torch.float16, torch.bfloat16)
+        F_x = self.net((c_in * x).to(dtype), p.c_noise(s).to(torch.float32 if half else dtype), cond)
         D_x = c_skip * x.to(torch.float64) + c_out * F_x.to(torch.float64)
         return D_x.to(x.dtype)
 

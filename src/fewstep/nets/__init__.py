@@ -1,4 +1,5 @@
 """Small denoiser networks: an MLP for vectors and a UNet for images, both F(x_in, c_noise, cond=None) -> F_x.
+`cond` is None, labels, or a dict of the conditions the net declares (`conds=`, see nets/conditions.py).
 
 `NETS` maps the class name stored in a checkpoint config to the class; kwargs must be JSON-serialisable.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from . import conditions
+from .conditions import drop_cond
 from .mlp import MLP
 from .unet import UNet
 
@@ -25,4 +28,4 @@ def count_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-__all__ = ["MLP", "NETS", "UNet", "count_params", "get"]
+__all__ = ["MLP", "NETS", "UNet", "conditions", "count_params", "drop_cond", "get"]

@@ -14,27 +14,43 @@ from torch import Tensor, nn
 
 
 class NoiseEmbedding(nn.Module):
-    """Sinusoidal features of c_noise [B] -> [B, dim], frequencies geometric in [1, 1/max_period] times `scale`."""
+    """Sinusoidal features of c_noise [B] -> [B, dim] in float32, frequencies geometric in [1, 1/max_period] times
+    `scale`. The frequencies are computed, not stored, so casting a network to half precision leaves them exact."""
 
     def __init__(self, dim: int, scale: float = 1.0, max_period: float = 1e4) -> None:
         super().__init__()
         if dim % 2:
             raise ValueError(f"the noise embedding dim must be even, got {dim}")
-        half = dim // 2
-        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float64) / max(half - 1, 1))
-        self.register_buffer("freqs", (freqs * scale).float(), persistent=False)
+        self.dim, self.scale, self.max_period = dim, scale, max_period
+
+    @property
+    def freqs(self) -> Tensor:
+        """The dim/2 frequencies, float32 on the CPU."""
+        half = self.dim // 2
+        freqs = torch.exp(-math.log(self.max_period) * torch.arange(half, dtype=torch.float64) / max(half - 1, 1))
+        return (freqs * self.scale).float()
 
     def forward(self, c_noise: Tensor) -> Tensor:
-        arg = c_noise.reshape(-1, 1).float() * self.freqs
+        arg = c_noise.reshape(-1, 1).float() * self.freqs.to(c_noise.device)
         return torch.cat([arg.cos(), arg.sin()], dim=1)
 
 
 class TimeEmbed(nn.Sequential):
-    """c_noise [B] -> sinusoidal features -> MLP -> [B, emb_dim] (the module quantizers hook as `time_embed`)."""
+    """c_noise [B] -> sinusoidal features -> MLP -> [B, emb_dim] (the module quantizers hook as `time_embed`).
+
+    The float32 features are cast to the first linear layer's dtype, so a bf16/fp16 network runs."""
 
     def __init__(self, emb_dim: int, freq_dim: int = 128, scale: float = 1.0) -> None:
         super().__init__(NoiseEmbedding(freq_dim, scale), nn.Linear(freq_dim, emb_dim), nn.SiLU(),
                          nn.Linear(emb_dim, emb_dim))
+
+    def forward(self, c_noise: Tensor) -> Tensor:
+        h = self[0](c_noise)
+        weight = getattr(self[1], "weight", None)
+        h = h.to(weight.dtype) if torch.is_tensor(weight) and weight.is_floating_point() else h
+        for m in list(self)[1:]:
+            h = m(h)
+        return h
 
 
 class LabelEmbed(nn.Module):

@@ -2,20 +2,23 @@
 
 ADM-style layout (Dhariwal & Nichol 2021; EDM's DhariwalUNet, Karras et al. 2022): GroupNorm-SiLU-conv residual
 blocks with the embedding added through a per-block `emb_proj`, self-attention at the lowest resolution,
-a `time_embed` MLP on c_noise and a label embedding with a null class for classifier-free guidance.
-Any H, W (odd sizes are handled by resizing upsampled maps to the skip's size) and any channel count.
+a `time_embed` MLP on c_noise and the conditions of nets/conditions.py (labels with a null class for
+classifier-free guidance, scalars such as LCM's w, maps as extra input channels). Any H, W (odd sizes are
+handled by resizing upsampled maps to the skip's size) and any channel count.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import LabelEmbed, TimeEmbed, check_uncond, zero_
+from . import conditions as C
+from .layers import LabelEmbed, TimeEmbed, zero_
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -57,19 +60,25 @@ class Attention(nn.Module):
 
 
 class UNet(nn.Module):
-    """Small UNet denoiser network; `time_embed` and each block's `emb_proj` carry the noise embedding."""
+    """Small UNet denoiser network; `time_embed` and each block's `emb_proj` carry the noise embedding.
+
+    `conds` declares the conditions (nets/conditions.py; `num_classes=K` is short for a label "y"); in_channels
+    counts x's channels only, the map conditions' channels are added to the input conv (zero weights)."""
 
     def __init__(self, in_channels: int = 1, channels: int = 64, channel_mult: Sequence[int] = (1, 2, 2),
                  num_blocks: int = 2, attn_heads: int = 4, num_classes: int = 0, dropout: float = 0.0,
-                 emb_scale: float = 1.0) -> None:
+                 emb_scale: float = 1.0, conds: dict[str, dict[str, Any]] | None = None) -> None:
         super().__init__()
         if in_channels < 1 or channels < 1 or not channel_mult or num_blocks < 1:
             raise ValueError("UNet needs in_channels, channels, num_blocks >= 1 and a non-empty channel_mult")
-        self.in_channels, self.num_classes = in_channels, num_classes
+        self.conds = C.parse(conds, num_classes)
+        self.in_channels = in_channels
+        self.num_classes = int(self.conds[C.LABEL]["num_classes"]) if C.LABEL in self.conds else 0
         emb_dim = 4 * channels
         self.time_embed = TimeEmbed(emb_dim, freq_dim=channels + channels % 2, scale=emb_scale)
-        self.label_embed = LabelEmbed(num_classes, emb_dim) if num_classes > 0 else None
-        self.inp = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.label_embed = LabelEmbed(self.num_classes, emb_dim) if self.num_classes > 0 else None
+        self.cond_embed = C.CondEmbed(self.conds, emb_dim)
+        self.inp = C.widen_in(nn.Conv2d(in_channels, channels, 3, padding=1), C.map_channels(self.conds))
         chs, c = [channels], channels
         self.down = nn.ModuleList()
         for level, mult in enumerate(channel_mult):
@@ -91,17 +100,15 @@ class UNet(nn.Module):
                 self.up.append(nn.Conv2d(c, c, 3, padding=1))  # preceded by nearest upsampling
         self.out = nn.Sequential(_norm(c), nn.SiLU(), zero_(nn.Conv2d(c, in_channels, 3, padding=1)))
 
-    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Tensor | None = None) -> Tensor:
+    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Any = None) -> Tensor:
         if x_in.ndim != 4 or x_in.shape[1] != self.in_channels:
             raise ValueError(f"UNet expects x of shape [batch, {self.in_channels}, H, W], got {tuple(x_in.shape)}")
-        B = x_in.shape[0]
+        B, c = x_in.shape[0], C.as_dict(cond, self.conds, "UNet")
         emb = self.time_embed(c_noise.reshape(-1).expand(B))
         if self.label_embed is not None:
-            emb = emb + self.label_embed(cond, B, x_in.device)
-        else:
-            check_uncond(cond, "UNet")
-        emb = F.silu(emb)
-        h = self.inp(x_in)
+            emb = emb + self.label_embed(c.get(C.LABEL), B, x_in.device)
+        emb = F.silu(self.cond_embed(emb, c))
+        h = self.inp(C.concat_maps(x_in, c, self.conds))
         skips = [h]
         for m in self.down:
             h = m(h, emb) if isinstance(m, ResBlock) else m(h)
