@@ -111,6 +111,21 @@ def test_a_callers_model_is_not_modified():
     assert all(v.dtype == torch.float32 and torch.equal(v, before[k]) for k, v in den.state_dict().items())
 
 
+def test_half_precision_networks_stay_close_to_float32():
+    x32 = fs.generate("digits-edm", 8, nfe=4)
+    x16 = fs.generate("digits-edm", 8, nfe=4, dtype=torch.bfloat16)
+    assert x16.dtype == torch.float32 and (x16 - x32).abs().mean() < 0.02  # tests/core/test_dtype.py's bound
+
+
+def test_labels_declared_as_a_condition_count_as_classes():
+    from fewstep.zoo.lookup import num_classes
+
+    den = fs.zoo.load("digits-edm")
+    den.config = {**den.config, "net": {"class": "unet", "kwargs": {"conds": {"y": {"kind": "label",
+                                                                                  "num_classes": 7}}}}}
+    assert num_classes(den) == 7 and num_classes(fs.zoo.load("digits-color-edm")) == 0
+
+
 def test_diffusers_folder(tmp_path):
     diffusers = pytest.importorskip("diffusers")
     torch.manual_seed(0)

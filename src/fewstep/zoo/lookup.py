@@ -14,6 +14,7 @@ from torch import Tensor
 from .. import kinds
 from ..bridge.load import from_diffusers, is_diffusers_dir
 from ..errors import PlanError
+from ..nets import conditions
 from ..solvers import constructors
 from ..solvers.plan import Plan
 
@@ -91,9 +92,11 @@ def dataset_of(model: Any) -> str | None:
 
 
 def num_classes(model: Any) -> int:
-    """Number of classes of a class-conditional fewstep model (0 when unconditional or unknown)."""
+    """Number of classes of a class-conditional fewstep model, declared by num_classes= or a label condition
+    (fewstep.nets.conditions); 0 when unconditional or unknown."""
     kwargs = ((getattr(model, "config", None) or {}).get("net") or {}).get("kwargs") or {}
-    return int(kwargs.get("num_classes", 0) or 0)
+    label = conditions.parse(kwargs.get("conds"), int(kwargs.get("num_classes", 0) or 0)).get(conditions.LABEL)
+    return int(label["num_classes"]) if label else 0
 
 
 def searched_plan_path(model: str, nfe: int) -> Path:
