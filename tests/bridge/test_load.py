@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import subprocess
 import sys
@@ -150,3 +152,60 @@ def test_import_fewstep_does_not_import_diffusers():
     code = ("import sys, fewstep, fewstep.bridge.load, fewstep.guidance; fewstep.from_diffusers; "
             "assert 'diffusers' not in sys.modules, 'diffusers imported eagerly'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_torch_dtype_network_runs_in_it_and_returns_x_dtype(tmp_path):
+    unet = tiny_cond_unet()
+    sched = diffusers.DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    unet.save_pretrained(tmp_path / "unet")
+    sched.save_pretrained(tmp_path / "scheduler")
+    ref = from_diffusers(tmp_path, dtype=torch.float64)
+    half = from_diffusers(tmp_path, torch_dtype=torch.bfloat16)
+    assert next(half.unet.parameters()).dtype == torch.bfloat16
+    x, emb = torch.randn(2, 4, 8, 8) * 3, torch.randn(2, 5, 8)
+    out = half(x, 3.0, emb)  # float32 x and prompt embeds into a bfloat16 UNet
+    assert out.dtype == torch.float32
+    want = ref(x.double(), 3.0, emb.double())
+    assert (out.double() - want).abs().max() < 0.1 * want.abs().max()  # bfloat16 keeps ~3 significant digits
+    seen = []
+    half.unet.register_forward_pre_hook(lambda m, a: seen.append(a[1].dtype))
+    half(x, 3.0, emb)
+    assert seen == [torch.float32]  # the timestep stays float32, as diffusers pipelines pass it
+    assert from_diffusers(tiny_unet(), diffusers.DDPMScheduler(), torch_dtype=torch.float64).unet.dtype == torch.float64
+    with pytest.raises(ValueError, match="disagree"):
+        from_diffusers(tiny_unet(), diffusers.DDPMScheduler(), dtype=torch.float64, torch_dtype=torch.float16)
+
+
+@pytest.mark.parametrize("layout", ["model_index", "transformer_dir", "bare"])
+def test_transformer_backbones_are_refused_clearly(tmp_path, layout):
+    cfg = {"_class_name": "SD3Transformer2DModel", "_diffusers_version": "0.42.1", "sample_size": 8}
+    if layout == "model_index":
+        (tmp_path / "model_index.json").write_text(json.dumps({
+            "_class_name": "StableDiffusion3Pipeline", "transformer": ["diffusers", "SD3Transformer2DModel"],
+            "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}))
+        root = tmp_path
+    elif layout == "transformer_dir":
+        (tmp_path / "transformer").mkdir()
+        (tmp_path / "transformer" / "config.json").write_text(json.dumps(cfg))
+        root = tmp_path
+    else:
+        root = tmp_path / "bare"
+        root.mkdir()
+        (root / "config.json").write_text(json.dumps(cfg))
+        diffusers.FlowMatchEulerDiscreteScheduler().save_pretrained(root)
+    with pytest.raises(ValueError, match=r"SD3Transformer2DModel.*UNet2DModel and UNet2DConditionModel.*not supported"):
+        from_diffusers(root)
+
+
+def test_loading_a_folder_prints_no_warning(tmp_path):
+    diffusers.DDPMPipeline(unet=tiny_unet(), scheduler=diffusers.DDPMScheduler()).save_pretrained(tmp_path)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    root = logging.getLogger("diffusers")  # diffusers' own logger (it does not propagate to pytest's caplog)
+    root.addHandler(handler)
+    try:
+        from_diffusers(tmp_path)
+    finally:
+        root.removeHandler(handler)
+    assert not records, [r.getMessage() for r in records]

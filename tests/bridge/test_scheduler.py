@@ -37,7 +37,8 @@ def test_ddpm_pipeline_equals_fs_sample(make_plan):
     pipe = diffusers.DDPMPipeline(unet=unet, scheduler=FewStepScheduler.from_plan(plan, train))
     pipe.set_progress_bar_config(disable=True)
     calls = _count_calls(unet)
-    img = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    img = pipe(batch_size=2, num_inference_steps=plan.nfe, generator=torch.Generator().manual_seed(0),
+               output_type="pt").images  # a hand-made plan runs only at its own NFE
     assert calls[0] == plan.nfe
     n = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     # DDPMPipeline ignores init_noise_sigma: its latent n is x_VP, i.e. x_VE = n / alpha(sigma_max)
@@ -54,7 +55,7 @@ def test_manual_loop_unclamped_and_reuse():
     n = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
     want = fs.sample(den, n * plan.sigmas[0].float(), plan)
     for _ in range(2):
-        sch.set_timesteps(50)
+        sch.set_timesteps(plan.nfe)  # a hand-made plan: another NFE is an error (test_replan.py)
         assert len(sch.timesteps) == plan.nfe
         x = n * sch.init_noise_sigma
         for t in sch.timesteps:
@@ -77,6 +78,7 @@ def test_stable_diffusion_pipeline_with_cfg():
     emb, neg = torch.randn(1, 5, 8), torch.randn(1, 5, 8)
     calls = _count_calls(unet)
     lat = pipe(prompt_embeds=emb, negative_prompt_embeds=neg, guidance_scale=3.0, height=64, width=64,
+               num_inference_steps=plan.nfe,
                generator=torch.Generator().manual_seed(0), output_type="latent").images
     assert calls[0] == plan.nfe  # CFG batches cond + uncond in one UNet call
     n = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))

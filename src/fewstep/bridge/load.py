@@ -7,6 +7,7 @@ pipeline's native latent alpha * x_VE. diffusers is imported inside functions on
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..denoiser import append_dims, batch_sigma
 from ..precond import Preconditioned
 from .schedule import TrainSchedule, config_dict, schedule_from_config
 
@@ -25,6 +27,15 @@ LAYOUT = (
     "`../scheduler/`"
 )
 _UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _unsupported(where: Any, name: str) -> ValueError:
+    kind = "a transformer backbone" if "Transformer" in name else "a backbone"
+    return ValueError(
+        f"{where} holds {kind} ({name}); fewstep's diffusers bridge supports {' and '.join(_UNET_CLASSES)} only: "
+        "transformer backbones (DiT, SD3, Flux) are not supported yet"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -54,19 +65,36 @@ def _resolve_dir(path: Path) -> tuple[Path, list[Path]]:
         raise FileNotFoundError(f"no such path: {path}; {LAYOUT}")
     if (path / "unet" / "config.json").is_file():
         return path / "unet", [path / "scheduler" / "scheduler_config.json"]
+    if (path / "model_index.json").is_file() or (path / "transformer" / "config.json").is_file():
+        index = _read_json(path / "model_index.json") if (path / "model_index.json").is_file() else {}
+        entry = index.get("transformer")
+        if (path / "transformer" / "config.json").is_file():
+            name = str(_read_json(path / "transformer" / "config.json").get("_class_name", "a transformer"))
+        elif isinstance(entry, list) and len(entry) == 2:
+            name = str(entry[1])
+        else:
+            name = ""
+        if name:
+            raise _unsupported(path, name)
     if (path / "config.json").is_file():
         return path, [path / "scheduler_config.json", path.parent / "scheduler" / "scheduler_config.json"]
     raise FileNotFoundError(f"{path} holds neither unet/config.json nor config.json; {LAYOUT}")
 
 
-def _load_unet(unet_dir: Path) -> nn.Module:
+def _load_unet(unet_dir: Path, torch_dtype: torch.dtype | None) -> nn.Module:
+    """from_pretrained on a local dir; without accelerate, low_cpu_mem_usage=False (diffusers would warn each load)."""
     import diffusers
 
     name = str(_read_json(unet_dir / "config.json").get("_class_name", "UNet2DModel"))
     cls = getattr(diffusers, name, None)
     if cls is None or not hasattr(cls, "from_pretrained"):
         raise ValueError(f"{unet_dir}/config.json names class {name!r}, which diffusers does not have")
-    return cls.from_pretrained(str(unet_dir))
+    if name not in _UNET_CLASSES:
+        raise _unsupported(unet_dir, name)
+    kw: dict[str, Any] = {} if importlib.util.find_spec("accelerate") else {"low_cpu_mem_usage": False}
+    if torch_dtype is not None:
+        kw["torch_dtype"] = torch_dtype
+    return cls.from_pretrained(str(unet_dir), **kw)
 
 
 def _scheduler_config(scheduler: Any, candidates: list[Path]) -> dict[str, Any]:
@@ -105,6 +133,9 @@ class UNetNet(nn.Module):
             kwargs = dict(cond)
         else:
             kwargs = {self.cond_key: cond}
+        for k, v in kwargs.items():  # embeddings in the network's dtype (an fp16 UNet given float32 prompt embeds)
+            if torch.is_tensor(v) and v.is_floating_point() and v.dtype != x_in.dtype:
+                kwargs[k] = v.to(x_in.dtype)
         out = self.unet(x_in, t, return_dict=False, **kwargs)[0]
         if self.learned_variance and out.shape[1] == 2 * x_in.shape[1]:
             out = out[:, : x_in.shape[1]]  # learned-variance heads: the first half is the mean parameterisation
@@ -138,6 +169,18 @@ class DiffusersDenoiser(Preconditioned):
         """The diffusers timestep the UNet sees at VE noise level sigma."""
         return self.schedule.timestep(sigma)
 
+    def forward(self, x: Tensor, sigma: Tensor | float, cond: Any = None) -> Tensor:
+        """D = c_skip x + c_out F(c_in x, t) (Karras et al. 2022, Eq. 7) in x's dtype; a float16/bfloat16 UNet gets
+        its timestep in float32, as diffusers pipelines pass it (fp16 would round t near 999 to steps of 0.5)."""
+        dtype = next(self.unet.parameters()).dtype
+        if dtype not in _HALF:
+            return super().forward(x, sigma, cond)
+        s = batch_sigma(sigma, x).to(torch.float64)
+        p = self.precond
+        c_skip, c_out, c_in = (append_dims(f(s), x.ndim) for f in (p.c_skip, p.c_out, p.c_in))
+        F_x = self.net((c_in * x).to(dtype), p.c_noise(s).to(torch.float32), cond)
+        return (c_skip * x.to(torch.float64) + c_out * F_x.to(torch.float64)).to(x.dtype)
+
 
 def from_diffusers(
     path_or_module: Any,
@@ -149,21 +192,32 @@ def from_diffusers(
     sigma_max: float | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    torch_dtype: torch.dtype | None = None,
 ) -> DiffusersDenoiser:
     """A diffusers model (local dir, pipeline object or UNet module) -> fewstep denoiser (Karras et al. 2022, Eq. 7).
 
     `scheduler` (object, config dict, dir or JSON file) overrides the scheduler found beside the model; it is
-    required for a bare module. sigma_min/sigma_max default to the training schedule's range.
+    required for a bare module. sigma_min/sigma_max default to the training schedule's range. `torch_dtype` (alias
+    `dtype`) is the network's dtype (given to from_pretrained); the denoiser returns x's dtype. UNet backbones only.
     """
+    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+        raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them")
+    dtype = torch_dtype if torch_dtype is not None else dtype
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"torch_dtype must be a torch.dtype such as torch.float16, got {dtype!r}")
     if isinstance(path_or_module, (str, Path)):
         unet_dir, candidates = _resolve_dir(Path(path_or_module))
         cfg = _scheduler_config(scheduler, candidates)
-        unet = _load_unet(unet_dir)
+        unet = _load_unet(unet_dir, dtype)
     elif hasattr(path_or_module, "unet") and not isinstance(path_or_module, nn.Module):
         unet = path_or_module.unet
         cfg = _scheduler_config(scheduler if scheduler is not None else getattr(path_or_module, "scheduler", None), [])
     elif isinstance(path_or_module, nn.Module):
+        if "Transformer" in type(path_or_module).__name__:
+            raise _unsupported("the given module", type(path_or_module).__name__)
         unet, cfg = path_or_module, _scheduler_config(scheduler, [])
+    elif getattr(path_or_module, "transformer", None) is not None:
+        raise _unsupported(f"the {type(path_or_module).__name__} pipeline", type(path_or_module.transformer).__name__)
     else:
         raise TypeError(
             f"from_diffusers takes a local directory, a diffusers pipeline or a UNet module, got "
