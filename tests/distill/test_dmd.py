@@ -1,5 +1,6 @@
 """DMD (DMDObjective; `--mode dmd`): the loss's gradient is the weighted score difference of Eq. 7-8; on a 2-D
-Gaussian it spreads the collapsed one-step map of a teacher-initialised student toward the data; the fake denoiser resumes exactly."""
+Gaussian it spreads the collapsed one-step map of a teacher-initialised student toward the data; the fake denoiser
+resumes exactly."""
 
 from __future__ import annotations
 
@@ -92,3 +93,23 @@ def test_dmd_needs_a_teacher_network():
         DMDConfig(fake_lr=0.0)
     with pytest.raises(ValueError, match="DMDConfig"):  # DMD is not a consistency mode any more
         ConsistencyConfig(mode="dmd")
+
+
+def test_a_checkpoint_from_when_dmd_was_a_consistency_mode_resumes_exactly(teacher, tmp_path):
+    cc = DMDConfig(reg=0.5, reg_paths=64, N=6)
+    kw = dict(batch=32, lr=1e-3, warmup=2, progress=False, label_dropout=0.0, ckpt_every=2)
+    full = distill(cc, TrainConfig(steps=4, **kw), _data(), teacher=teacher)
+    out = tmp_path / "dmd.safetensors"
+    distill(cc, TrainConfig(steps=2, **kw), _data(), teacher=teacher, out=out)
+    ckpt = out.with_suffix(".ckpt.pt")
+    state = torch.load(ckpt, weights_only=True)  # as ConsistencyConfig(mode="dmd") wrote it: all 4 modes' fields
+    state["config"]["model"]["distill"].update(mu=0.0, s0=2, s1=150, mu0=0.9, weight="uniform", skip=1, P_mean=-1.1,
+                                               P_std=2.0, horizon=None)
+    state["objective"]["target"] = None
+    torch.save(state, ckpt)
+    resumed = distill(cc, TrainConfig(steps=4, **kw), _data(), teacher=teacher, out=out, resume=True)
+    for a, b in zip(full.raw.state_dict().values(), resumed.raw.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(fs.errors.CheckpointError, match="fake_lr"):  # a DMD setting that differs still differs
+        distill(DMDConfig(reg=0.5, reg_paths=64, N=6, fake_lr=1e-3), TrainConfig(steps=6, **kw), _data(),
+                teacher=teacher, out=out, resume=True)
