@@ -9,7 +9,7 @@ from typing import Any
 
 _ATTRS = {
     "ConsistencyConfig": "config", "DMDConfig": "config", "make_config": "config",
-    "ConsistencyObjective": "consistency", "consistency_loss": "consistency", "distance": "distance",
+    "ConsistencyObjective": "consistency", "consistency_loss": "consistency", "distance": "distances",
     "make_student": "consistency", "DMDObjective": "dmd", "FakeScore": "dmd", "dm_loss": "dmd",
     "GaussianConsistency": "oracle", "multistep": "sampling", "onestep": "sampling", "search_sigmas": "sampling",
     "ternary_search": "sampling", "teacher_step": "teacher", "ODEPairRegression": "regression",

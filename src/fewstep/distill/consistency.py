@@ -20,7 +20,7 @@ from ..io import build_denoiser
 from ..train.objective import Objective
 from . import schedules as S
 from .config import DISTANCES, MODES, ConsistencyConfig
-from .distance import distance
+from .distances import distance
 from .regression import ode_regression, pair_regression
 from .teacher import teacher_path
 

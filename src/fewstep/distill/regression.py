@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from . import schedules as S
-from .distance import distance
+from .distances import distance
 
 
 def ode_regression(f: Any, bank: Tensor, grid: Tensor, batch: int, generator: torch.Generator, dist: str = "l2",
