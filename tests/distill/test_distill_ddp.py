@@ -16,7 +16,8 @@ def _worker(rank: int, done: str, init_file: str, out: str, mode: str) -> None:
     try:
         import fewstep as fs
         from fewstep.data import ImageData
-        from fewstep.distill.consistency import ConsistencyConfig, ConsistencyObjective, student_config
+        from fewstep.distill.consistency import ConsistencyConfig, student_config
+        from fewstep.distill.dmd import DMDConfig, DMDObjective
         from fewstep.distill.run import distill, ode_bank
         from fewstep.train.loop import TrainConfig, train
 
@@ -31,8 +32,8 @@ def _worker(rank: int, done: str, init_file: str, out: str, mode: str) -> None:
             torch.manual_seed(0)  # the same (random) teacher network on both ranks
             teacher = fs.io.build_denoiser({"kind": "denoiser", "net": net, "precond": {"name": "edm"},
                                             "sigma_min": 0.002, "sigma_max": 80.0, "shape": [2]})
-            cc = ConsistencyConfig(mode="dmd", N=10, reg=1.0, reg_paths=64)
-            objective = ConsistencyObjective(cc, 4, teacher.requires_grad_(False), ode_bank(teacher, cc, (2,)))
+            cc = DMDConfig(N=10, reg=1.0, reg_paths=64)
+            objective = DMDObjective(cc, teacher.requires_grad_(False), ode_bank(teacher, cc, (2,)))
             res = train(student_config(teacher.config), ImageData("g", x), tc, out=out, objective=objective,
                         init_state=teacher.state_dict())
             nets = [res.raw, objective.fake.net]

@@ -1,5 +1,6 @@
-"""DMD (mode 'dmd'): the loss's gradient is the weighted score difference of Eq. 7-8; on a 2-D Gaussian it spreads
-the collapsed one-step map of a teacher-initialised student toward the data; the fake denoiser resumes exactly."""
+"""DMD (DMDObjective; `--mode dmd`): the loss's gradient is the weighted score difference of Eq. 7-8; on a 2-D
+Gaussian it spreads the collapsed one-step map of a teacher-initialised student toward the data; the fake denoiser
+resumes exactly."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import torch
 
 import fewstep as fs
 from fewstep.data import ImageData
-from fewstep.distill.consistency import ConsistencyConfig, ConsistencyObjective, make_student
-from fewstep.distill.dmd import FakeScore, dm_loss, dm_sigmas
+from fewstep.distill.config import ConsistencyConfig, make_config
+from fewstep.distill.consistency import make_student
+from fewstep.distill.dmd import DMDConfig, DMDObjective, FakeScore, dm_loss, dm_sigmas
 from fewstep.distill.run import distill
 from fewstep.train.loop import TrainConfig, train
 
@@ -56,7 +58,7 @@ def test_dm_loss_gradient_is_the_weighted_difference_of_the_two_denoisers():
 def test_dmd_spreads_the_collapsed_one_step_map_toward_the_data(teacher):
     torch.manual_seed(0)
     tc = TrainConfig(steps=300, batch=256, lr=3e-4, warmup=20, ema_decay=0.9, progress=False, label_dropout=0.0)
-    res = distill(ConsistencyConfig(mode="dmd", fake_lr=1e-3), tc, _data(), teacher=teacher)
+    res = distill(DMDConfig(fake_lr=1e-3), tc, _data(), teacher=teacher)
     before = _one_step(make_student(teacher))  # D(80 z, 80): about the data mean
     after = _one_step(res.den)
     err = lambda x: ((x.mean(0) - MU).norm() + (x.std(0) - STD).abs().sum()).item()  # noqa: E731
@@ -65,7 +67,7 @@ def test_dmd_spreads_the_collapsed_one_step_map_toward_the_data(teacher):
 
 
 def test_resume_restores_the_fake_denoiser_exactly(teacher, tmp_path):
-    cc = ConsistencyConfig(mode="dmd", reg=0.5, reg_paths=64, N=6)
+    cc = DMDConfig(reg=0.5, reg_paths=64, N=6)
     kw = dict(batch=32, lr=1e-3, warmup=2, progress=False, label_dropout=0.0, ckpt_every=2)
     full = distill(cc, TrainConfig(steps=4, **kw), _data(), teacher=teacher)
     out = tmp_path / "dmd.safetensors"
@@ -79,13 +81,35 @@ def test_resume_restores_the_fake_denoiser_exactly(teacher, tmp_path):
 
 def test_dmd_needs_a_teacher_network():
     with pytest.raises(ValueError, match="teacher"):
-        ConsistencyObjective(ConsistencyConfig(mode="dmd"), 10, teacher=None)
+        DMDObjective(DMDConfig(), teacher=None)
     analytic = fs.analytic.GaussianMixture(MU[None], torch.tensor([STD]))
     with pytest.raises(ValueError, match="fewstep teacher network"):
         FakeScore(analytic, 1e-4)
     with pytest.raises(ValueError, match="skip"):
-        ConsistencyConfig(mode="dmd", skip=2)
+        make_config("dmd", skip=2)
     with pytest.raises(ValueError, match="mu"):
-        ConsistencyConfig(mode="dmd", mu=0.9)
+        make_config("dmd", mu=0.9)
     with pytest.raises(ValueError, match="fake_lr"):
-        ConsistencyConfig(mode="dmd", fake_lr=0.0)
+        DMDConfig(fake_lr=0.0)
+    with pytest.raises(ValueError, match="DMDConfig"):  # DMD is not a consistency mode any more
+        ConsistencyConfig(mode="dmd")
+
+
+def test_a_checkpoint_from_when_dmd_was_a_consistency_mode_resumes_exactly(teacher, tmp_path):
+    cc = DMDConfig(reg=0.5, reg_paths=64, N=6)
+    kw = dict(batch=32, lr=1e-3, warmup=2, progress=False, label_dropout=0.0, ckpt_every=2)
+    full = distill(cc, TrainConfig(steps=4, **kw), _data(), teacher=teacher)
+    out = tmp_path / "dmd.safetensors"
+    distill(cc, TrainConfig(steps=2, **kw), _data(), teacher=teacher, out=out)
+    ckpt = out.with_suffix(".ckpt.pt")
+    state = torch.load(ckpt, weights_only=True)  # as ConsistencyConfig(mode="dmd") wrote it: all 4 modes' fields
+    state["config"]["model"]["distill"].update(mu=0.0, s0=2, s1=150, mu0=0.9, weight="uniform", skip=1, P_mean=-1.1,
+                                               P_std=2.0, horizon=None)
+    state["objective"]["target"] = None
+    torch.save(state, ckpt)
+    resumed = distill(cc, TrainConfig(steps=4, **kw), _data(), teacher=teacher, out=out, resume=True)
+    for a, b in zip(full.raw.state_dict().values(), resumed.raw.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(fs.errors.CheckpointError, match="fake_lr"):  # a DMD setting that differs still differs
+        distill(DMDConfig(reg=0.5, reg_paths=64, N=6, fake_lr=1e-3), TrainConfig(steps=6, **kw), _data(),
+                teacher=teacher, out=out, resume=True)

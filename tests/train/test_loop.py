@@ -8,7 +8,7 @@ import torch
 from fewstep import data
 from fewstep.errors import CheckpointError
 from fewstep.io import load_model, read_config
-from fewstep.train import TrainConfig, edm_loss, load_checkpoint, train
+from fewstep.train import Objective, TrainConfig, edm_loss, load_checkpoint, train
 from fewstep.train.loop import batch_indices, ema_from_checkpoint, lr_factor
 
 
@@ -149,13 +149,13 @@ def test_bad_data_errors():
         _cfg(steps=0)
 
 
-class _CountingObjective:
+class _CountingObjective(Objective):
     """EDM loss plus hooks whose state must survive a resume."""
 
     def __init__(self):
         self.calls = torch.zeros(())
 
-    def __call__(self, model, x0, cond, generator, step):
+    def loss(self, model, x0, cond, generator, step):
         assert step == int(self.calls)
         return edm_loss(model, x0, cond, generator)
 

@@ -123,7 +123,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     segment, branched from the stable run's checkpoint at steps - cooldown (the same as one uninterrupted run);
     that checkpoint is kept beside the other (.stable.pt), so `extend` continues the stable run, not the decay."""
     from .. import data as fsdata
-    from ..distill.consistency import ConsistencyConfig
+    from ..distill.config import make_config
     from ..distill.run import distill
     from ..io import atomic_write, atomic_write_text, git_commit, load_model
     from ..train.loop import TrainConfig
@@ -133,7 +133,7 @@ def train_with_curve(mode: str, out: str | Path, steps: int, segments: int = 6, 
     out = Path(out)
     cc_keys = {"N", "mu", "s0", "s1", "dist", "weight", "solver", "skip", "reg", "reg_paths", "fake_lr"}
     horizon = horizon or steps
-    cc = ConsistencyConfig(mode=mode, horizon=horizon, **{k: v for k, v in opts.items() if k in cc_keys})
+    cc = make_config(mode, horizon=horizon, **{k: v for k, v in opts.items() if k in cc_keys})
     tk = {k: v for k, v in opts.items()
           if k in {"batch", "lr", "warmup", "ema_decay", "seed", "ckpt_every", "label_dropout", "average_from",
                    "average_every"}}

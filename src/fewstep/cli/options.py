@@ -1,12 +1,17 @@
-"""Options shared by every command: --device, --seed, --json."""
+"""Options shared by every command: --device, --seed, --json; and the options of a config dataclass's fields
+(config_options), so each training option is declared once, beside its field (fewstep.train.config.option)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+from ..train.config import TrainConfig
 
 F = Callable[..., Any]
 
@@ -39,25 +44,50 @@ def emit(result: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]
 NOT_RECORDED = {"device", "resume", "threads", "quiet", "ckpt"}
 
 
+def _scalar_type(hint: Any) -> Any:
+    """int / float / str / bool of a field's annotation (`int | None` -> int)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def config_options(cls: type, *names: str, **defaults: Any) -> Callable[[F], F]:
+    """click options for the fields `names` of the config dataclass `cls`, in that order, each from its field: the
+    type and default, and the help, flag, choices and lower bound that fewstep.train.config.option declared.
+    `defaults` sets a command's own default (None: the option is unset and the field's default applies; the help
+    names it)."""
+    hints, fields = typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+    opts = []
+    for name in names:
+        f, meta = fields[name], fields[name].metadata
+        kind, default = _scalar_type(hints[name]), defaults.get(name, f.default)
+        if meta.get("choices"):
+            kind = click.Choice(list(meta["choices"]))
+        elif meta.get("min") is not None:
+            kind = (click.IntRange if kind is int else click.FloatRange)(min=meta["min"], min_open=meta["min_open"])
+        help = meta.get("help") or None
+        if default is None and f.default is not None:
+            help = f"{help} [{f.default}]" if help else f"[{f.default}]"
+        flag = meta.get("flag") or "--" + name.replace("_", "-")
+        opts.append(click.option(flag, name, default=default, type=kind, help=help))
+
+    def deco(f: F) -> F:
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return deco
+
+
+# TrainConfig's fields that every training command offers, in this order.
+RUN_FIELDS = ("steps", "batch", "lr", "warmup", "cooldown", "ema_decay", "average_from", "average_every",
+              "grad_clip", "ckpt_every")
+
+
 def run_options(*, steps: int, lr: float, warmup: int, ema_decay: float, ckpt_every: int,
                 out_help: str = "output model .safetensors") -> Callable[[F], F]:
     """The options every training run shares (optimisation, EMA, checkpoints, resume, threads), with its defaults."""
+    fields = config_options(TrainConfig, *RUN_FIELDS, steps=steps, lr=lr, warmup=warmup, ema_decay=ema_decay,
+                            ckpt_every=ckpt_every, average_every=None)
     opts = [
-        click.option("--steps", default=steps, type=int),
-        click.option("--batch", default=128, type=int, help="global batch size (split across DDP ranks)"),
-        click.option("--lr", default=lr, type=float),
-        click.option("--warmup", default=warmup, type=int, help="linear LR warm-up steps"),
-        click.option("--cooldown", default=0, type=int,
-                     help="decay the LR linearly to 0 over the last N steps; a run's checkpoint from before the "
-                          "cool-down resumes into one exactly"),
-        click.option("--ema-decay", default=ema_decay, type=float, help="EMA of the weights kept as the artefact"),
-        click.option("--average-from", default=None, type=click.IntRange(min=0),
-                     help="save the uniform mean of the EMA weights taken every --average-every steps from this "
-                          "step on, instead of the last EMA (checkpoint averaging)"),
-        click.option("--average-every", default=None, type=click.IntRange(min=1),
-                     help="steps between averaged snapshots [500]"),
-        click.option("--grad-clip", default=1.0, type=float),
-        click.option("--ckpt-every", default=ckpt_every, type=int, help="write the training checkpoint every N steps"),
         click.option("--out", required=True, type=click.Path(dir_okay=False), help=out_help),
         click.option("--ckpt", default=None, type=click.Path(dir_okay=False), help="checkpoint path [OUT.ckpt.pt]"),
         click.option("--resume", is_flag=True, help="continue exactly from the checkpoint"),
@@ -68,18 +98,15 @@ def run_options(*, steps: int, lr: float, warmup: int, ema_decay: float, ckpt_ev
     def deco(f: F) -> F:
         for o in reversed(opts):
             f = o(f)
-        return f
+        return fields(f)
     return deco
 
 
-def run_config(o: dict[str, Any], **extra: Any) -> Any:
-    """The TrainConfig of the options `run_options` declares (plus --seed and `extra`, e.g. the loss)."""
-    from ..train.loop import TrainConfig
-
-    return TrainConfig(steps=o["steps"], batch=o["batch"], lr=o["lr"], warmup=o["warmup"], cooldown=o["cooldown"],
-                       ema_decay=o["ema_decay"], average_from=o["average_from"],
-                       average_every=o["average_every"] or TrainConfig.average_every, grad_clip=o["grad_clip"],
-                       ckpt_every=o["ckpt_every"], seed=o["seed"], progress=not o["quiet"], **extra)
+def run_config(o: dict[str, Any], **extra: Any) -> TrainConfig:
+    """The TrainConfig of the options `run_options` declares (plus --seed and `extra`, e.g. the loss); an unset
+    option (None) keeps the field's default."""
+    given = {k: o[k] for k in RUN_FIELDS if o.get(k) is not None}
+    return TrainConfig(**{**given, "seed": o["seed"], "progress": not o["quiet"], **extra})
 
 
 def recorded_command(ctx: click.Context, prefix: list[str]) -> str:

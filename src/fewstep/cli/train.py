@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from .options import common, init_distributed, leave_distributed, recorded_command, run_config, run_options
+from ..train.config import TrainConfig
+from .options import (
+    common,
+    config_options,
+    init_distributed,
+    leave_distributed,
+    recorded_command,
+    run_config,
+    run_options,
+)
 
 
 def model_config(data: Any, net: str, channels: int, channel_mult: str, num_blocks: int, cond: bool,
@@ -46,15 +55,13 @@ def model_config(data: Any, net: str, channels: int, channel_mult: str, num_bloc
 @click.option("--num-blocks", default=2, type=int, help="UNet residual blocks per level / MLP depth")
 @click.option("--net-kwargs", default="{}", help="extra network kwargs as JSON (override the above)")
 @click.option("--cond/--no-cond", default=True, help="class-conditional (with a null label for CFG) if labels exist")
-@click.option("--label-dropout", default=0.1, type=float,
-              help="probability of the null label in training (CFG); unconditional samples need more of it "
-                   "(digits-edm: 0.5)")
+@config_options(TrainConfig, "label_dropout")
 @click.option("--precond", default="edm", type=click.Choice(["edm", "eps", "v", "x0", "flow"]))
 @click.option("--sigma-data", default=0.5, type=float)
-@click.option("--loss", default="edm", type=click.Choice(["edm", "vp"]))
+@config_options(TrainConfig, "loss")
 @click.option("--sigma-min", default=0.002, type=float)
 @click.option("--sigma-max", default=80.0, type=float)
-@click.option("--weight-decay", default=0.0, type=float)
+@config_options(TrainConfig, "weight_decay")
 @run_options(steps=4000, lr=1e-3, warmup=200, ema_decay=0.999, ckpt_every=500)
 @common
 @click.pass_context

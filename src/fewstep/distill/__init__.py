@@ -1,15 +1,28 @@
 """Distillation into few-step generators: consistency models (CD, CT, iCT; Song et al. 2023, Song & Dhariwal 2024)
-and DMD's distribution matching of their one-step map (Yin et al. 2024)."""
+and DMD's distribution matching of their one-step map (Yin et al. 2024). Submodules load on first use, so the
+torch-free configs (distill.config) import without torch."""
 
 from __future__ import annotations
 
-from ..solvers.renoise import multistep, onestep
-from .consistency import ConsistencyConfig, ConsistencyObjective, consistency_loss, distance, make_student
-from .dmd import FakeScore, dm_loss
-from .oracle import GaussianConsistency
-from .sampling import search_sigmas, ternary_search
-from .teacher import teacher_step
+import importlib
+from typing import Any
 
-__all__ = ["ConsistencyConfig", "ConsistencyObjective", "FakeScore", "GaussianConsistency", "consistency_loss",
-           "distance", "dm_loss", "make_student", "multistep", "onestep", "search_sigmas", "teacher_step",
-           "ternary_search"]
+_ATTRS = {  # name -> its module, relative to this package (".solvers.renoise" is fewstep.solvers.renoise)
+    "ConsistencyConfig": "config", "DMDConfig": "config", "make_config": "config",
+    "ConsistencyObjective": "consistency", "consistency_loss": "consistency", "distance": "distances",
+    "make_student": "consistency", "DMDObjective": "dmd", "FakeScore": "dmd", "dm_loss": "dmd",
+    "GaussianConsistency": "oracle", "multistep": ".solvers.renoise", "onestep": ".solvers.renoise", "search_sigmas": "sampling",
+    "ternary_search": "sampling", "teacher_step": "teacher", "ODEPairRegression": "regression",
+}
+
+__all__ = sorted(_ATTRS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ATTRS:
+        return getattr(importlib.import_module(f".{_ATTRS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ATTRS))

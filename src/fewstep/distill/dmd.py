@@ -4,11 +4,14 @@ Yin et al. (2024), "One-step Diffusion with Distribution Matching Distillation",
 (s_fake - s_real) through the generator, at noised samples x_t = x + sigma n), Eq. 8 (the weight w_t =
 sigma^2 / mean|x - mu_real(x_t)|, which in x0 coordinates turns the score difference into
 (mu_fake - mu_real) / mean|x - mu_real|) and Alg. 1 (the fake denoiser, initialised from the teacher and
-trained by the denoising loss on the generator's current samples, one step per generator step).
+trained by the denoising loss on the generator's current samples, one step per generator step), with the ODE-pair
+regression of Eq. 6 (fewstep.distill.regression). The student is a consistency model (fewstep.distill.consistency),
+usually a CD student trained further (--init).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -17,8 +20,13 @@ from torch import Tensor, nn
 from ..denoiser import append_dims
 from ..grids import karras_at
 from ..io import build_denoiser
-from ..train.loop import dist_info
+from ..train.aux import AuxNet
 from ..train.losses import edm_loss
+from ..train.objective import Objective
+from .config import DMDConfig
+from .regression import pair_regression
+
+__all__ = ["DMDConfig", "DMDObjective", "FakeScore", "dm_loss", "dm_sigmas"]
 
 QUANTILES = (0.02, 0.98)  # DMD's t ~ U[0.02 T, 0.98 T], here as positions on the Karras sigma ramp
 
@@ -45,9 +53,9 @@ def dm_loss(x: Tensor, real: Any, fake: Any, cond: Any, generator: torch.Generat
     return 0.5 * (x - (x - g).detach()).square().flatten(1).mean(1)
 
 
-class FakeScore:
-    """DMD's mu_fake: a copy of the teacher trained online by the EDM denoising loss on the generator's samples,
-    with its own Adam (Alg. 1). Under torch.distributed it is wrapped in DDP, so its ranks stay in sync."""
+class FakeScore(AuxNet):
+    """DMD's mu_fake: an auxiliary network (fewstep.train.aux) holding a copy of the teacher, trained online by the
+    EDM denoising loss on the generator's samples with its own Adam (Alg. 1)."""
 
     def __init__(self, teacher: nn.Module, lr: float) -> None:
         if not isinstance(teacher, nn.Module) or not hasattr(teacher, "config"):
@@ -56,27 +64,33 @@ class FakeScore:
                              f"{type(teacher).__name__}")
         device = next(teacher.parameters()).device
         state = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
-        self.net = build_denoiser(teacher.config, state).to(device).train().requires_grad_(True)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
-        self._wrapped: nn.Module | None = None
-
-    def __call__(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
-        return self.net(x, sigma, cond)
+        net = build_denoiser(teacher.config, state).to(device).train().requires_grad_(True)
+        super().__init__("fake", net, functools.partial(torch.optim.Adam, lr=lr))
 
     def update(self, x: Tensor, cond: Any, generator: torch.Generator) -> float:
         """One optimiser step of the denoising loss on samples x (detached from the generator)."""
-        if self._wrapped is None:
-            _, world = dist_info()
-            self._wrapped = nn.parallel.DistributedDataParallel(self.net) if world > 1 else self.net
-        loss = edm_loss(self._wrapped, x.detach(), cond, generator).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return float(loss.item())
+        return self.step(edm_loss(self.module, x.detach(), cond, generator).mean())
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict(), "optimizer": self.opt.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["optimizer"])
+class DMDObjective(Objective):
+    """DMD (Yin et al. 2024, Alg. 1) for fewstep.train.loop: the distribution-matching loss of the one-step samples
+    f(sigma_max z, sigma_max), then one step of the fake denoiser on the same samples, plus the ODE-pair
+    regression for reg > 0. The data x0 only sets the batch's shape: DMD needs no training images."""
+
+    def __init__(self, cfg: DMDConfig, teacher: Any, bank: Tensor | None = None) -> None:
+        if teacher is None:
+            raise ValueError("DMD needs a teacher denoiser (--teacher): the real score, and the fake score's start")
+        self.cfg, self.teacher = cfg, teacher
+        self.fake = FakeScore(teacher, cfg.fake_lr)
+        self.reg = pair_regression(cfg, bank)
+        self.aux = [self.fake]
+
+    def loss(self, model: nn.Module, x0: Tensor, cond: Any, generator: torch.Generator, step: int) -> Tensor:
+        c = self.cfg
+        z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x = model(c.sigma_max * z, torch.full((x0.shape[0],), c.sigma_max, dtype=torch.float64, device=x0.device),
+                  cond)
+        loss = dm_loss(x, self.teacher, self.fake, cond, generator, c.sigma_min, c.sigma_max, c.rho)
+        self.fake.update(x, cond, generator)
+        loss = loss.to(x0.dtype)
+        return loss if self.reg is None else loss + self.reg(model, x0.shape[0], generator)

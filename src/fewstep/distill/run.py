@@ -1,6 +1,7 @@
-"""Run consistency distillation / training through the one training loop (fewstep.train.loop): progress,
+"""Run consistency distillation / training or DMD through the one training loop (fewstep.train.loop): progress,
 atomic checkpoints, exact resume, EMA and torchrun DDP come from there; this module only builds the student
-config, the teacher and the ConsistencyObjective (Song et al. 2023, Alg. 2-3; Song & Dhariwal 2024)."""
+config, the teacher and the objective: ConsistencyObjective (Song et al. 2023, Alg. 2-3; Song & Dhariwal 2024) or
+DMDObjective (Yin et al. 2024)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .consistency import TEACHER_MODES, ConsistencyConfig, ConsistencyObjective, student_config
+from ..train.loop import load_checkpoint, train
+from .config import ConsistencyConfig, DMDConfig
+from .consistency import ConsistencyObjective, student_config
+from .dmd import DMDObjective
+
+Config = ConsistencyConfig | DMDConfig
 
 # Architecture of digits-edm (fewstep zoo), used by --mode ict/ct when no --teacher gives one.
 DEFAULT_NET = {"class": "unet", "kwargs": {"in_channels": 1, "channels": 32, "num_blocks": 2,
@@ -44,14 +50,16 @@ def scratch_config(shape: tuple[int, ...], net: dict[str, Any] | None = None, si
             "sigma_min": sigma_min, "sigma_max": sigma_max, "shape": list(shape)}
 
 
-def _check_resume(ckpt: Path, model_config: dict[str, Any]) -> None:
-    from ..train.loop import load_checkpoint
-
+def _check_resume(ckpt: Path, model_config: dict[str, Any], cfg: Config) -> None:
     saved = load_checkpoint(ckpt)["config"]["model"].get("distill")
+    now = model_config["distill"]
     if saved is not None:  # an option added since the checkpoint was written had its default then
-        defaults = {f.name: f.default for f in dataclasses.fields(ConsistencyConfig)}
-        saved = {**{k: defaults[k] for k in model_config["distill"].keys() - saved.keys() if k in defaults}, **saved}
-    if saved != model_config["distill"]:
+        defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+        saved = {**{k: defaults[k] for k in now.keys() - saved.keys() if k in defaults}, **saved}
+        # options this config no longer has never acted on its mode (e.g. fake_lr in cd, mu/skip/horizon in dmd,
+        # from when one config held all four modes): a checkpoint that recorded them resumes
+        saved = {k: v for k, v in saved.items() if k in now or k in {"teacher", "init"}}
+    if saved != now:
         raise CheckpointError(f"{ckpt} was distilled with {saved}, this run asks for {model_config['distill']}; "
                               "resume with the same settings or use another checkpoint path")
 
@@ -70,7 +78,7 @@ def _weights_digest(den: Any) -> str | None:
     return h.hexdigest()
 
 
-def ode_bank(den: Any, cc: ConsistencyConfig, shape: tuple[int, ...], seed: int = 0,
+def ode_bank(den: Any, cc: Config, shape: tuple[int, ...], seed: int = 0,
              device: str | torch.device = "cpu", cache: str | Path | None = None) -> torch.Tensor:
     """cc.reg_paths PF-ODE trajectories of the teacher denoiser `den` on the CD grid from sigma_max z, z ~ N(0, I)
     seeded by `seed` (teacher_trajectories): [M, N, *shape]. `cache` keeps them beside the checkpoint, so a resumed
@@ -98,17 +106,15 @@ def ode_bank(den: Any, cc: ConsistencyConfig, shape: tuple[int, ...], seed: int 
     return states
 
 
-def distill(cc: ConsistencyConfig, tc: Any, data: Any, teacher: Any = None,
+def distill(cc: Config, tc: Any, data: Any, teacher: Any = None,
             out: str | Path | None = None, ckpt: str | Path | None = None, resume: bool = False,
             device: str | torch.device = "cpu", command: str | None = None, dropout: float | None = None,
             net: dict[str, Any] | None = None, init: str | None = None) -> Any:
-    """Train a consistency model: CD or DMD from `teacher` (student initialised from its weights), or CT / iCT
-    from scratch (`teacher` then only lends its architecture). `init` (a zoo name or saved model) starts the student
-    from that model's weights instead, e.g. a second stage with a larger batch. `tc` is a TrainConfig.
-    Returns the loop's TrainResult; the EMA student is saved to `out` (fewstep.io.save_model)."""
-    from ..train.loop import train
-
-    if cc.mode in TEACHER_MODES and teacher is None:
+    """Train a consistency model: CD (a ConsistencyConfig) or DMD (a DMDConfig) from `teacher` (student initialised
+    from its weights), or CT / iCT from scratch (`teacher` then only lends its architecture). `init` (a zoo name or
+    saved model) starts the student from that model's weights instead, e.g. a second stage with a larger batch. `tc`
+    is a TrainConfig. Returns the loop's TrainResult; the EMA student is saved to `out` (fewstep.io.save_model)."""
+    if cc.uses_teacher and teacher is None:
         raise ValueError(f"--mode {cc.mode} needs --teacher (a zoo name or checkpoint); use --mode ict to train from "
                          "scratch")
     teach = load_denoiser(teacher, device) if teacher is not None else None
@@ -117,28 +123,31 @@ def distill(cc: ConsistencyConfig, tc: Any, data: Any, teacher: Any = None,
         model_config = student_config(teach.config, cc.sigma_min, dropout)
         if net is not None:
             model_config["net"] = net
-        if cc.mode in TEACHER_MODES:
+        if cc.uses_teacher:
             init_state = {k: v.detach().clone() for k, v in teach.state_dict().items()}
     else:
         model_config = scratch_config(tuple(data.shape), net, cc.sigma_min, cc.sigma_max, cc.sigma_data)
-        if cc.mode in TEACHER_MODES and net is None:
+        if cc.uses_teacher and net is None:
             raise ValueError("a teacher without a fewstep config (e.g. an analytic one) needs net= for the student")
         if dropout is not None:
             model_config["net"]["kwargs"]["dropout"] = float(dropout)
     if cc.sigma_max != model_config["sigma_max"]:
         model_config["sigma_max"] = cc.sigma_max
-    model_config["distill"] = {**dataclasses.asdict(cc),
+    model_config["distill"] = {"mode": cc.mode, **dataclasses.asdict(cc),
                                "teacher": teacher if isinstance(teacher, str) else None}
     if init is not None:  # the loop says so if these weights do not fit the student's network
         init_state = {k: v.detach().clone() for k, v in load_denoiser(init).state_dict().items()}
         model_config["distill"]["init"] = init
     ckpt_path = Path(ckpt) if ckpt is not None else (Path(out).with_suffix(".ckpt.pt") if out is not None else None)
     if resume and ckpt_path is not None:
-        _check_resume(ckpt_path, model_config)
+        _check_resume(ckpt_path, model_config, cc)
     bank = None
     if cc.reg > 0:  # every rank builds the same bank (seeded by the run's seed)
         cache = ckpt_path.with_suffix(".paths.pt") if ckpt_path is not None else None
         bank = ode_bank(teach, cc, tuple(data.shape), tc.seed, device, cache)
-    objective = ConsistencyObjective(cc, tc.steps, teach, bank)
+    if isinstance(cc, DMDConfig):
+        objective: Any = DMDObjective(cc, teach, bank)
+    else:
+        objective = ConsistencyObjective(cc, tc.steps, teach, bank)
     return train(model_config, data, tc, out=out, ckpt=ckpt_path, resume=resume, device=device, command=command,
                  objective=objective, init_state=init_state)

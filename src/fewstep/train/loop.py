@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,47 +22,12 @@ from torch.optim.swa_utils import AveragedModel
 
 from ..errors import CheckpointError, DataError
 from ..io import atomic_torch_save, build_denoiser, git_commit, save_model
-from . import losses
+from .config import TrainConfig
+from .objective import DenoisingObjective, Objective, load_objective_state, objective_state
 from .progress import ProgressBar
 
 # Fields that may change between a run and its resumption without changing what is trained.
 _RESUMABLE = {"steps", "ckpt_every", "progress", "log_every", "cooldown"}
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of one denoiser training run (all JSON-serialisable)."""
-
-    steps: int = 4000
-    batch: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup: int = 200
-    cooldown: int = 0  # the last `cooldown` steps decay the LR linearly to 0 (0 = constant after warm-up)
-    ema_decay: float = 0.999
-    average_from: int | None = None  # from this step on, the artefact is the uniform mean of EMA snapshots ...
-    average_every: int = 500  # ... taken every `average_every` steps (checkpoint averaging; None: the EMA itself)
-    grad_clip: float = 1.0
-    loss: str = "edm"
-    loss_kwargs: dict[str, Any] = field(default_factory=dict)
-    label_dropout: float = 0.1
-    ckpt_every: int = 500
-    log_every: int = 25
-    seed: int = 0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch", "ckpt_every", "log_every", "average_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or not 0 <= self.ema_decay < 1 or not 0 <= self.label_dropout <= 1 or self.warmup < 0:
-            raise ValueError("need lr > 0, 0 <= ema_decay < 1, 0 <= label_dropout <= 1 (1 = train only the "
-                             "unconditional branch) and warmup >= 0")
-        if not 0 <= self.cooldown <= self.steps:
-            raise ValueError(f"cooldown must lie in [0, steps={self.steps}], got {self.cooldown}")
-        if self.average_from is not None and self.average_from < 0:
-            raise ValueError(f"average_from must be a step >= 0 (or None for the EMA alone), got {self.average_from}")
-        losses.get(self.loss)
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:
@@ -150,14 +115,18 @@ def _check_same_run(saved: dict[str, Any], model_config: dict[str, Any], cfg: Tr
 
 def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | Path | None = None,
           ckpt: str | Path | None = None, resume: bool = False, device: str | torch.device = "cpu",
-          command: str | None = None, objective: Any = None, init_state: dict[str, Tensor] | None = None
-          ) -> TrainResult:
+          command: str | None = None, objective: Objective | None = None,
+          init_state: dict[str, Tensor] | None = None) -> TrainResult:
     """Train the denoiser described by `model_config` (io config: net, precond, sigma range, shape) on `data`
     (fields x [N, ...], y [N] or None, num_classes). Writes `ckpt` every cfg.ckpt_every steps and the EMA
     artefact to `out` (fewstep.io.save_model) on rank 0. Works alone or under torch.distributed (DDP).
-    `objective(model, x0, cond, generator, step) -> loss [B]` replaces cfg.loss (e.g. consistency distillation);
-    its optional after_step(den, step) / state_dict() / load_state_dict() hooks are called and checkpointed.
+    `objective` (a fewstep.train.Objective, e.g. consistency distillation) replaces cfg.loss's DenoisingObjective;
+    the loop drives only that protocol, DDP-wraps its auxiliary networks and checkpoints them with its state.
     `init_state` initialises the weights (e.g. from a teacher)."""
+    objective = DenoisingObjective(cfg.loss, cfg.loss_kwargs) if objective is None else objective
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be a fewstep.train.Objective (loss/after_step/state_dict/aux), got "
+                        f"{type(objective).__name__}; subclass it")
     rank, world = dist_info()
     device = torch.device(device)
     if cfg.batch % world:
@@ -187,6 +156,7 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
     avg = AveragedModel(ema.module, use_buffers=False) if cfg.average_from is not None else None
     opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
+    objective.setup(den)
     step, wall0, history = 0, 0.0, []
     ckpt = Path(ckpt) if ckpt is not None else (Path(out).with_suffix(".ckpt.pt") if out is not None else None)
     if resume:
@@ -202,10 +172,11 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
         sched.load_state_dict(state["scheduler"])
         step, wall0, history = int(state["step"]), float(state.get("wall_s", 0.0)), list(state.get("losses", []))
         torch.set_rng_state(state["rng"]["torch"])
-        if hasattr(objective, "load_state_dict"):
-            objective.load_state_dict(state.get("objective") or {})
+        load_objective_state(objective, state.get("objective") or {}, ckpt)
     model = nn.parallel.DistributedDataParallel(den) if world > 1 else den
-    loss_fn = losses.get(cfg.loss)
+    if world > 1:  # the auxiliary networks' gradients are averaged across ranks too, so their copies stay equal
+        for a in objective.aux:
+            a.wrap(nn.parallel.DistributedDataParallel)
 
     def save_ckpt() -> None:
         if rank == 0 and ckpt is not None:
@@ -215,7 +186,7 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
                 "scheduler": sched.state_dict(), "step": step, "wall_s": wall0 + time.perf_counter() - t0,
                 "losses": history, "rng": {"torch": torch.get_rng_state()},
                 "config": {"model": model_config, "train": dataclasses.asdict(cfg), "command": command},
-                "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
+                "objective": objective_state(objective),
             }, ckpt)
 
     t0, window = time.perf_counter(), []
@@ -225,10 +196,7 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
             idx = batch_indices(x_all.shape[0], cfg.batch, step, cfg.seed, rank, world).to(device)
             gen = step_generator(cfg.seed, step, rank, device)
             y = drop_labels(y_all[idx], cfg.label_dropout, num_classes, gen) if y_all is not None else None
-            if objective is not None:
-                loss = objective(model, x_all[idx], y, gen, step).mean()
-            else:
-                loss = loss_fn(model, x_all[idx], y, gen, **cfg.loss_kwargs).mean()
+            loss = objective.loss(model, x_all[idx], y, gen, step).mean()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or --grad-clip")
             opt.zero_grad(set_to_none=True)
@@ -237,8 +205,7 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
             opt.step()
             sched.step()
             ema.update_parameters(den)
-            if hasattr(objective, "after_step"):
-                objective.after_step(den, step)
+            objective.after_step(den, step)
             step += 1
             if avg is not None and step >= cfg.average_from and step % cfg.average_every == 0:
                 avg.update_parameters(ema.module)
