@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "bench": "fewstep.cli.bench:bench",
     "demo": "fewstep.cli.demo:demo",
     "zoo": "fewstep.cli.zoo:zoo",
+    "metrics": "fewstep.cli.metrics:metrics",
 }
 
 HELP = {
@@ -31,7 +32,8 @@ HELP = {
     "edit": "Zero-shot editing with a consistency model (inpaint, superres, colorize, ...).",
     "bench": "Run benchmarks, write JSON, and regenerate BENCHMARKS.md.",
     "demo": "Run the demo on the shipped models and write demo-report/.",
-    "zoo": "List the shipped models and plans, or rebuild one from its recorded command.",
+    "zoo": "List, evaluate or rebuild the shipped models and plans from their recorded commands.",
+    "metrics": "Retrain the shipped feature classifiers; print FD noise floors.",
 }
 
 
