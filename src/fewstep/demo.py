@@ -14,28 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
+from . import data, zoo
+from .bench import registry
+from .edit import ops
+from .errors import PlanError
+from .io import save_grid
+from .metrics import confidence, fd, noise_floor
+from .report import write_page
+from .report.demo_page import build
 from .seed import HELD_OUT_SEED
+from .solvers import constructors
+from .zoo.generate import draw
+from .zoo.lookup import resolve_plan, searched_plan_path
 
 DATASET = "digits"
-BASELINES = ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh2", "deis_3", "ipndm", "heun")
-PAPERS = {
-    "ddim": "DDIM (Song et al., ICLR 2021): the first-order exponential integrator.",
-    "dpm_solver_pp_2m": "DPM-Solver++(2M) (Lu et al., 2022): second-order multistep, data prediction.",
-    "dpm_solver_pp_3m": "DPM-Solver++(3M) (Lu et al., 2022): third-order multistep, data prediction.",
-    "unipc_bh2": "UniPC-bh2 (Zhao et al., NeurIPS 2023): multistep predictor with the UniC corrector at no extra NFE.",
-    "deis_3": "DEIS-tAB3 (Zhang & Chen, ICLR 2023): third-order polynomial extrapolation of eps.",
-    "ipndm": "iPNDM (Zhang & Chen 2023; Liu et al. 2022): fourth-order linear multistep with warm start.",
-    "heun": "Heun (Karras et al., NeurIPS 2022): EDM's second-order sampler, two evaluations per step.",
-    "searched": "S^3 (Liu et al., ICLR 2024): per-step solver decisions searched under the NFE budget with a "
-                "learned ranking predictor.",
-    "digits-cd": "Consistency distillation (Song et al., ICML 2023): a student that maps any noisy point on the "
-                 "teacher's ODE trajectory to its end, in one step (Algorithm 1 for more steps).",
-    "digits-ict": "Improved consistency training (Song & Dhariwal, ICLR 2024): the same model trained from data "
-                  "alone, no teacher.",
-    "teacher": "The teacher at 35-NFE Heun (EDM's default): the quality the few-step methods aim for.",
-}
+BASELINES = registry.baselines()  # the hand-made solvers, and below the captions, of every benchmark
+PAPERS = registry.papers()
 
 
 @dataclass
@@ -67,9 +64,6 @@ class DemoConfig:
 
 def _measure(name: str, family: str, nfe: int, make: Callable[[], tuple[Tensor, float]], cfg: DemoConfig,
              floor: float, grid_dir: Path | None) -> Row:
-    from .io import save_grid
-    from .metrics import confidence, fd
-
     x, seconds = make()
     x = x.clamp(-1, 1)
     d = fd(x, DATASET)
@@ -82,11 +76,6 @@ def _measure(name: str, family: str, nfe: int, make: Callable[[], tuple[Tensor, 
 
 
 def _solver_tasks(den: Any, cfg: DemoConfig) -> list[tuple[str, str, int, Callable[[], tuple[Tensor, float]]]]:
-    from .errors import PlanError
-    from .solvers import constructors
-    from .zoo.generate import draw
-    from .zoo.lookup import resolve_plan, searched_plan_path
-
     def generate(den: Any, plan: Any) -> tuple[Tensor, float]:
         d = draw(den, cfg.n, plan=plan, seed=cfg.seed, device=cfg.device)
         return d.x, d.seconds
@@ -108,9 +97,6 @@ def _solver_tasks(den: Any, cfg: DemoConfig) -> list[tuple[str, str, int, Callab
 
 
 def _cm_tasks(cfg: DemoConfig) -> list[tuple[str, str, int, Callable[[], tuple[Tensor, float]]]]:
-    from . import zoo
-    from .zoo.generate import draw
-
     tasks = []
     for name in ("digits-cd", "digits-ict"):
         if name not in zoo.names():
@@ -126,9 +112,6 @@ def _cm_tasks(cfg: DemoConfig) -> list[tuple[str, str, int, Callable[[], tuple[T
 
 def run(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
     """Sample and measure every method, write `cfg.out`/index.html + index.md; returns the rows and paths."""
-    from . import zoo
-    from .metrics import noise_floor
-
     out = Path(cfg.out)
     (out / "grids").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -145,20 +128,14 @@ def run(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
             bar.advance(job)
         bar.update(job, description="editing examples")
         edits = _edits(cfg)
-    from .report.demo_page import build
-
     plot = _plot(rows, floor, out / "nfe_vs_fd.png")
     page = build(rows, edits, floor, cfg, plot.name, PAPERS, time.perf_counter() - t_start)
-    from .report import write_page
-
     html, md = write_page(page, out)
     return {"rows": [asdict(r) for r in rows], "noise_floor": floor, "html": str(html), "markdown": str(md),
             "edits": edits, "seconds": time.perf_counter() - t_start, "n": cfg.n}
 
 
 def _progress(enabled: bool) -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     return Progress(TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                     TimeElapsedColumn(), disable=not enabled, transient=False)
 
@@ -190,13 +167,8 @@ def _plot(rows: list[Row], floor: float, path: Path) -> Path:
 
 def _edits(cfg: DemoConfig) -> list[dict[str, Any]]:
     """One example per zero-shot editing operator with the consistency student (CM Algorithm 4)."""
-    from . import data, zoo
-    from .edit import ops
-
     if "digits-cd" not in zoo.names():
         return []
-    from .io import save_grid
-
     cm = zoo.load("digits-cd", device=cfg.device)
     test = data.get(DATASET, "test")
     y = test.x[:8].to(cfg.device)

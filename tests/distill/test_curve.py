@@ -9,10 +9,10 @@ import torch
 
 from fewstep import data as fsdata
 from fewstep.bench import consistency as bc
-from fewstep.bench.consistency import train_recipe, train_with_curve
 from fewstep.distill.consistency import ConsistencyConfig
 from fewstep.distill.run import distill
 from fewstep.io import load_model
+from fewstep.recipes.consistency import train_recipe, train_with_curve
 from fewstep.train.loop import TrainConfig
 
 NET = {"class": "unet", "kwargs": {"in_channels": 1, "channels": 8, "num_blocks": 1, "channel_mult": [1],
@@ -108,14 +108,14 @@ def test_an_averaging_recipe_saves_the_mean_of_the_snapshots_and_records_it(tmp_
 
 
 def test_a_stage_hands_its_trajectory_cache_to_the_next_replacing_an_older_one(tmp_path):
-    from fewstep.bench.consistency import _share_bank
+    from fewstep.recipes.staged import share_bank
 
     prev, nxt = tmp_path / "s1.ckpt.pt", tmp_path / "s2.ckpt.pt"
     nxt.with_suffix(".paths.pt").write_bytes(b"an older run's bank")
-    _share_bank(tmp_path / "none.ckpt.pt", nxt)  # nothing to hand on: the next stage's own cache stays
+    share_bank(tmp_path / "none.ckpt.pt", nxt)  # nothing to hand on: the next stage's own cache stays
     assert nxt.with_suffix(".paths.pt").read_bytes() == b"an older run's bank"
     prev.with_suffix(".paths.pt").write_bytes(b"this run's bank")
-    _share_bank(prev, nxt)
+    share_bank(prev, nxt)
     assert nxt.with_suffix(".paths.pt").read_bytes() == b"this run's bank"
 
 

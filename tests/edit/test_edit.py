@@ -100,7 +100,7 @@ def test_denoise_stroke_interpolate_shapes_and_limits():
 
 
 def test_editing_benchmark_reports_every_schedule():
-    from fewstep.bench.consistency import editing
+    from fewstep.bench.editing import editing
 
     out = editing(_cm(), 40, repeats=2)
     kept = [k for k in out if k.startswith("inpaint_")]
@@ -111,7 +111,7 @@ def test_editing_benchmark_reports_every_schedule():
 
 
 def test_colorization_benchmark_keeps_the_luma_and_reports_fd():
-    from fewstep.bench.consistency import colorization
+    from fewstep.bench.editing import colorization
 
     out = colorization(_cm((3, 8, 8)), 40)
     assert out["n"] == 40 and out["fd_real"] < out["fd_gray"]

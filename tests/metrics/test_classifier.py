@@ -80,5 +80,5 @@ def test_shipped_digits_classifier_reproduces_from_its_manifest(tmp_path):
 
 
 def test_unknown_data_set():
-    with pytest.raises(FileNotFoundError, match="python -m fewstep.metrics classifier"):
+    with pytest.raises(FileNotFoundError, match="fewstep metrics train-classifier"):
         C.load_classifier("fashion-nope")

@@ -18,16 +18,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..io import atomic_write_text, git_commit
+from . import registry
+from .strict_json import dumps
 
 RESULTS_DIR = Path(os.environ.get("FEWSTEP_BENCH_DIR", "bench-results"))
-ORDER = ["foundation", "solvers", "search", "consistency", "bridge", "demo"]
+ORDER = registry.order()
 
 
 def meta(command: str | None = None) -> dict[str, Any]:
     """Where a number came from: command line, commit, UTC date, machine."""
-    import torch
-
     return {
         "command": command or "fewstep " + " ".join(sys.argv[1:]),
         "commit": git_commit(),
@@ -38,17 +40,11 @@ def meta(command: str | None = None) -> dict[str, Any]:
 
 
 def write_result(name: str, payload: dict[str, Any], command: str | None = None) -> Path:
-    """Write bench-results/<name>.json (atomic) and regenerate BENCHMARKS.md next to the results folder."""
+    """Write bench-results/<name>.json (atomic; NaN/inf as null) and regenerate BENCHMARKS.md beside the folder."""
     payload = {**payload, "meta": meta(command)}
-    path = atomic_write_text(RESULTS_DIR / f"{name}.json", json.dumps(payload, indent=1, default=_jsonable))
+    path = atomic_write_text(RESULTS_DIR / f"{name}.json", dumps(payload, indent=1))
     regenerate()
     return path
-
-
-def _jsonable(v: Any) -> Any:
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    return float(v)
 
 
 def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
@@ -64,6 +60,8 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> flo
 
 
 def _fmt(v: Any) -> str:
+    if v is None:  # a NaN / inf in the result, written as null
+        return "n/a"
     if isinstance(v, float):
         if v != v:
             return "n/a"

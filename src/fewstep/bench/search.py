@@ -14,18 +14,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import zoo
+from ..analytic import toy_mixture
+from ..io import save_grid
+from ..metrics import frechet
 from ..search import evolve
 from ..search import predictor as P
-from ..search.api import search
+from ..search.api import read_plan_file, search
 from ..search.score import Scorer
 from ..search.space import Space
 from ..seed import HELD_OUT_SEED as HELD_SEED  # held-out noise: never used by a search
+from ..solvers.plan import Plan
+from ..zoo.lookup import searched_plan_path
+from . import solvers
+from .common import RESULTS_DIR
 
 
 def mixture() -> Any:
     """The benchmark's analytic model: 8 Gaussians in 16 dimensions (fewstep.analytic.toy_mixture)."""
-    from ..analytic import toy_mixture
-
     return toy_mixture(dim=16, k=8, spread=2.0, std=0.3, seed=0)
 
 
@@ -34,15 +40,9 @@ def _baselines(held: Scorer, nfe: int, lo: float, hi: float) -> dict[str, float]
 
 
 def _diffusers(den: Any, held: Scorer, nfe: int) -> tuple[str, float] | None:
-    """Best diffusers scheduler at this NFE on the same noise, through the solver benchmark's driver if present."""
-    try:
-        from . import solvers
-    except ImportError:
-        return None
-    fn = getattr(solvers, "diffusers_errors", None)
-    if fn is None:
-        return None
-    errs = fn(den, held.x_T, held.ref, nfe)
+    """Best diffusers scheduler at this NFE on the same noise, through the solver benchmark's driver (None when
+    it has no setting)."""
+    errs = solvers.diffusers_errors(den, held.x_T, held.ref, nfe)
     if not errs:
         return None
     k = min(errs, key=lambda n: errs[n] if math.isfinite(errs[n]) else math.inf)
@@ -112,8 +112,6 @@ def predictor_quality(den: Any, shape: tuple, nfe: int, budget: int, n_search: i
 def state_tau(st: dict[str, Any], space: Space) -> dict[str, float]:
     """Predictor ranking quality on a finished search state: fit on the first half of its evaluations and rank
     the second half, the same on a random split, and the mean tau on the random exploration picks of each stage."""
-    from ..solvers.plan import Plan
-
     ev = st["evaluated"]
     feats = [space.features(Plan.from_json(r["plan"])) for r in ev]
     half = len(ev) // 2
@@ -160,8 +158,6 @@ def _fd_rms(held: Scorer, plan: Any) -> tuple[float, float]:
 
 def _ratio_interval(xa: Tensor | None, xb: Tensor | None) -> list[float]:
     """90% paired-bootstrap interval of FD(a) / FD(b) for two plans' samples from the same noise (metrics.frechet)."""
-    from ..metrics import frechet
-
     if xa is None or xb is None or not (torch.isfinite(xa).all() and torch.isfinite(xb).all()):
         return [math.nan, math.nan]
     fa, fb = (frechet.features(x, "digits") for x in (xa, xb))
@@ -176,10 +172,6 @@ def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: i
                 metric: str = "rms") -> tuple[Any, dict[str, Any]]:
     """The searched digits-edm plan at this NFE and its search metadata: the shipped file (zoo/files/plans), or,
     with research=True, a fresh search (seed 0) whose cost is measured here."""
-    from .. import zoo
-    from ..search.api import read_plan_file
-    from ..zoo.lookup import searched_plan_path
-
     if not research:
         return read_plan_file(searched_plan_path(DIGITS, nfe))
     den = zoo.load(DIGITS)
@@ -192,10 +184,6 @@ def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: i
 def save_grids(held: Scorer, rows: list[dict[str, Any]], nfes: list[int], n: int = 32) -> list[str]:
     """PNG per NFE (bench-results/search-digits-nfe<N>.png): the first n held-out noises through the searched plan
     (top), the best hand-made plan (middle) and the teacher's 200-step ODE (bottom), white rows between."""
-    from ..io import save_grid
-    from ..solvers.plan import Plan
-    from .common import RESULTS_DIR
-
     out = []
     n = min(n, held.x_T.shape[0])
     sub = Scorer(held.den, held.shape, n, HELD_SEED, held.sigma_max, "rms", ref=held.ref[:n])
@@ -217,9 +205,6 @@ def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int
 
     Every hand-made plan is scored on the first `screen` held-out noises; the `keep` best of them are scored on
     all n_held (screen=0: every plan on all n_held). RMS vs the teacher's 200-step ODE solution rides along."""
-    from .. import zoo
-    from ..metrics import frechet
-
     den = zoo.load(DIGITS)
     shape, lo, hi = tuple(den.shape), float(den.sigma_min), float(den.sigma_max)
     held = Scorer(den, shape, n_held, HELD_SEED, hi, "fd", dataset="digits")
@@ -266,9 +251,6 @@ def digits_curve(nfe: int, checkpoints: list[int], n_search: int, n_held: int = 
     the best plan after k evaluations (anytime, by search-set score) of one search of max(checkpoints), scored
     on held-out FD; plus the evaluations plain evolution needs to reach the guided search's best search score,
     and the guided search's predictor ranking quality (state_tau)."""
-    from .. import zoo
-    from ..solvers.plan import Plan
-
     den = zoo.load(DIGITS)
     shape, lo, hi = tuple(den.shape), float(den.sigma_min), float(den.sigma_max)
     held = Scorer(den, shape, n_held, HELD_SEED, hi, "fd", dataset="digits")

@@ -15,6 +15,11 @@ from typing import Any
 
 import torch
 
+from .. import plans, zoo
+from ..metrics import fd, noise_floor
+from ..noise import VPDiscrete
+from ..seed import noise
+from ..solvers.engine import sample
 from . import anchors
 from .solvers import NFES, Memo, bench_denoiser, fewstep_variants, versus_table
 
@@ -32,11 +37,6 @@ THROUGHPUT = (("dpm_solver_pp_2m/karras/0.002", "DPM++2M+karras"),)
 def throughput(den: Any, n: int = 256, nfes: tuple[int, ...] = (5, 10), repeats: int = 5) -> list[dict[str, Any]]:
     """Images/s at equal NFE on the same x_T: fs.sample(plan) vs the diffusers loop (scheduler built outside the
     timing, set_timesteps + step() + the same denoiser inside), medians over `repeats` interleaved runs."""
-    from .. import plans
-    from ..noise import VPDiscrete
-    from ..seed import noise
-    from ..solvers.engine import sample
-
     hi, lo = float(den.sigma_max), float(den.sigma_min)
     x_T = noise(n, 0, tuple(den.shape), hi)
     variants, rows = fewstep_variants(), []
@@ -65,9 +65,6 @@ def throughput(den: Any, n: int = 256, nfes: tuple[int, ...] = (5, 10), repeats:
 def digits_section(quick: bool = False, seed_: int = 0, n: int = 500, model: str = "digits-edm") -> dict[str, Any]:
     """FD-digits per NFE (fewstep subset vs diffusers subset, same noise) and throughput; payload keys digits_*.
     Skipped, with a summary line saying so, when the digits-edm teacher is not shipped."""
-    from .. import zoo
-    from ..metrics import fd, noise_floor
-
     try:
         den = zoo.load(model)
     except (FileNotFoundError, KeyError, ValueError) as e:

@@ -6,13 +6,10 @@ import importlib
 
 import click
 
-# subcommand -> "module:attribute" of a click command; each benchmark module adds its own line here.
-BENCHES: dict[str, str] = {
-    "solvers": "fewstep.cli.bench_solvers:solvers",
-    "search": "fewstep.cli.bench_search:search",
-    "consistency": "fewstep.cli.bench_consistency:consistency",
-    "foundation": "fewstep.cli.bench_foundation:foundation",
-}
+from ..bench import registry
+
+# subcommand -> "module:attribute" of a click command, in registry order (fewstep.bench.registry lists them).
+BENCHES: dict[str, str] = registry.commands()
 
 
 class _LazyBench(click.Group):
@@ -30,6 +27,13 @@ class _LazyBench(click.Group):
                 raise
         return super().get_command(ctx, name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The registry's help lines: listing the benchmarks imports none of them (so --help stays instant)."""
+        helps = {**registry.helps(), "all": "Run every benchmark in registry order.",
+                 "report": "Regenerate BENCHMARKS.md from bench-results/*.json."}
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, helps[n]) for n in self.list_commands(ctx)])
+
 
 @click.group(cls=_LazyBench)
 def bench() -> None:
@@ -39,7 +43,7 @@ def bench() -> None:
 @bench.command()
 def report() -> None:
     """Regenerate BENCHMARKS.md from bench-results/*.json."""
-    from ..bench.common import regenerate
+    from ..bench.common import regenerate  # imports torch: only when the report is made
 
     click.echo(f"wrote {regenerate()}")
 
@@ -47,7 +51,7 @@ def report() -> None:
 @bench.command(name="all")
 @click.pass_context
 def all_(ctx: click.Context) -> None:
-    """Run every available benchmark with its defaults, then regenerate BENCHMARKS.md."""
+    """Run every available benchmark with its defaults, in registry order (each regenerates BENCHMARKS.md)."""
     group = ctx.parent.command
     for name in BENCHES:
         cmd = group.get_command(ctx, name)

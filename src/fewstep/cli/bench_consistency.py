@@ -3,10 +3,16 @@ curves, and zero-shot editing; `--train cd|ict|color-cd` first rebuilds that zoo
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
+import torch
+
+from ..bench.common import write_result
+from ..bench.consistency import run
+from ..bench.strict_json import dumps
+from ..recipes.consistency import RECIPES, train_recipe
+from ..zoo import FILES
 
 
 @click.command(context_settings={"show_default": True})
@@ -28,12 +34,6 @@ import click
 def consistency(cd: str, ict: str, teacher: str, n: int, search_n: int, train_mode: str | None, steps: int | None,
                 extend: bool, threads: int | None, as_json: bool) -> None:
     """Consistency models: FD of CD / iCT at 1-2 steps against the teacher's 35-NFE Heun, curves, editing."""
-    import torch
-
-    from ..bench.common import write_result
-    from ..bench.consistency import RECIPES, run, train_recipe
-    from ..zoo import FILES
-
     if threads:
         torch.set_num_threads(threads)
     if train_mode is not None:
@@ -44,7 +44,7 @@ def consistency(cd: str, ict: str, teacher: str, n: int, search_n: int, train_mo
     payload = run(cd=cd, ict=ict, teacher=teacher, n=n, search_n=search_n)
     path = write_result("consistency", payload)
     if as_json:
-        click.echo(json.dumps(payload, indent=1, default=float))
+        click.echo(dumps(payload, indent=1))
     else:
         for t in payload["tables"]:
             click.echo(t["title"])

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import click
 
+from ..bench.common import write_result
+from ..bench.strict_json import dumps
+from ..zoo import evaluate, manifest
 from .options import json_option
 
 
@@ -19,11 +27,6 @@ from .options import json_option
 @json_option
 def foundation(model: str, n: int, seed: int, time_steps: int, as_json: bool) -> None:
     """Teacher FD (unconditional and class-conditional) next to the noise floor, confidence vs real digits."""
-    import json
-
-    from ..bench.common import write_result
-    from ..zoo import evaluate, manifest
-
     res = evaluate.evaluate(model, n=n, seed=seed)
     rows = []
     for key, label in (("uncond", "unconditional"), ("cond", "class-conditional (labels 0..9)")):
@@ -55,18 +58,12 @@ def foundation(model: str, n: int, seed: int, time_steps: int, as_json: bool) ->
                                        "confidence (real)", "ratio", "class entropy", "accuracy"],
                            "rows": rows}]}
     path = write_result("foundation", payload)
-    click.echo(json.dumps(res, indent=1, default=float) if as_json else "\n".join(summary) + f"\nwrote {path}")
+    click.echo(dumps(res, indent=1) if as_json else "\n".join(summary) + f"\nwrote {path}")
 
 
 def time_training(command: str, steps: int, full_steps: int) -> list[dict[str, float]]:
     """Run the first `steps` steps of a recorded `fewstep train` command into a temporary folder at 1 and 2 threads;
     seconds per step (process start included, so the projection errs long) and the projected full run."""
-    import shlex
-    import subprocess
-    import sys
-    import tempfile
-    import time
-
     argv = shlex.split(command)
     if argv[:2] != ["fewstep", "train"] or "--out" not in argv:
         raise ValueError(f"the manifest's command is not a `fewstep train ... --out FILE` command: {command!r}")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 
 import click
+import torch
+
+from ..bench import search as B
+from ..bench.common import write_result
 
 COLS = ["ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh2", "heun", "ipndm"]
 
@@ -59,10 +63,6 @@ def search(nfes: str, budget: int, n_search: int, n_held: int, curve: str, seeds
            screen: int, keep: int, digits_curve: str, digits_curve_nfe: int, digits_curve_n: int,
            threads: int) -> None:
     """Searched plans vs every hand-made plan on noise the search never saw; writes bench-results/search.json."""
-    import torch
-
-    from ..bench.common import write_result
-
     torch.set_num_threads(threads)
     nfe_list = _ints(nfes)
     tables, summary, payload = [], [], {"title": "S^3 plan search"}
@@ -80,8 +80,6 @@ def search(nfes: str, budget: int, n_search: int, n_held: int, curve: str, seeds
 
 def _mixture(nfe_list: list[int], budget: int, n_search: int, n_held: int, curve: str, seeds: int, tables: list,
              summary: list, payload: dict) -> None:
-    from ..bench import search as B
-
     den = B.mixture()
     mix = B.table_run(den, den.shape, nfe_list, budget, n_search, n_held, "rms", with_diffusers=True)
     tables.append(_table("Analytic mixture (16-d, 8 components): RMS error vs the exact ODE solution, held-out noise",
@@ -112,8 +110,6 @@ def _mixture(nfe_list: list[int], budget: int, n_search: int, n_held: int, curve
 def _digits(nfe_list: list[int], research: bool, budget: int, n_search: int, metric: str, n_held: int, screen: int,
             keep: int, checkpoints: list[int], curve_nfe: int, curve_n: int, tables: list, summary: list,
             payload: dict) -> None:
-    from ..bench import search as B
-
     rows, extra = B.digits_rows(nfe_list, n_held, screen, keep, research, budget, n_search, metric, grids=(3, 4, 5))
     how = (f"every hand-made plan screened on the first {screen} held-out noises, the best {keep} on all {n_held}"
            if 0 < screen < n_held else f"every hand-made plan on all {n_held}")

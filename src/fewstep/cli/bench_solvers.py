@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import click
+import torch
+
+from ..bench.solvers_run import main
 
 
 @click.command()
@@ -17,10 +20,6 @@ import click
 def solvers(n_2d: int, n_64d: int, seed: int, digits: bool, quick: bool, threads: int | None, no_plot: bool) -> None:
     """Error vs the exact ODE solution (mixtures) and FD-digits (teacher) at NFE 3-10, fewstep vs diffusers from
     the same x_T, per-step overhead and throughput; writes bench-results/solvers.json and BENCHMARKS.md."""
-    import torch
-
-    from ..bench.solvers import main
-
     if threads:
         torch.set_num_threads(threads)
     payload = main(n_2d, n_64d, seed, plot=not no_plot, digits=digits, quick=quick)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+import torch
+from rich.console import Console
+from rich.table import Table
 
+from ..bench.strict_json import dumps
+from ..demo import DemoConfig, run
 from ..seed import HELD_OUT_SEED
 from .options import device_option
 
@@ -22,10 +25,6 @@ from .options import device_option
 @device_option
 def demo(out: str, quick: bool, n: int | None, threads: int, as_json: bool, device: str, seed: int) -> None:
     """Run the demo on the shipped models (no training) and write a report."""
-    import torch
-
-    from ..demo import DemoConfig, run
-
     torch.set_grad_enabled(False)
     torch.set_num_threads(threads)
     cfg = DemoConfig.quick(out) if quick else DemoConfig(out=out)
@@ -34,11 +33,8 @@ def demo(out: str, quick: bool, n: int | None, threads: int, as_json: bool, devi
         cfg.n = n
     result = run(cfg, progress=not as_json)
     if as_json:
-        click.echo(json.dumps(result, indent=1, default=float))
+        click.echo(dumps(result, indent=1))
         return
-    from rich.console import Console
-    from rich.table import Table
-
     t = Table(title=f"fewstep demo (n={cfg.n}, noise floor FD {result['noise_floor']:.3g})")
     for col in ("method", "NFE", "FD", "FD/floor", "confidence", "images/s"):
         t.add_column(col, justify="right" if col != "method" else "left")

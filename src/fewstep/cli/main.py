@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "demo": "fewstep.cli.demo:demo",
     "zoo": "fewstep.cli.zoo:zoo",
     "plans": "fewstep.cli.plans:plans",
+    "metrics": "fewstep.cli.metrics:metrics",
 }
 
 HELP = {
@@ -32,8 +33,9 @@ HELP = {
     "edit": "Zero-shot editing with a consistency model (inpaint, superres, colorize, ...).",
     "bench": "Run benchmarks, write JSON, and regenerate BENCHMARKS.md.",
     "demo": "Run the demo on the shipped models and write demo-report/.",
-    "zoo": "List the shipped models and plans, or rebuild one from its recorded command.",
+    "zoo": "List, evaluate or rebuild the shipped models and plans from their recorded commands.",
     "plans": "List the solver plan constructors, sigma grids and shipped searched plans.",
+    "metrics": "Retrain the shipped feature classifiers; print FD noise floors.",
 }
 
 

@@ -1,4 +1,5 @@
-"""`fewstep zoo list|show|rebuild`: the shipped models and plans, with the manifests that say how each was made."""
+"""`fewstep zoo list|evaluate|rebuild`: the shipped models and plans, with the manifests that say how each was
+made, and the measurement that writes a model's metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.table import Table
+
+from ..bench.strict_json import dumps
 
 FILES = Path(__file__).resolve().parent.parent / "zoo" / "files"
 
@@ -24,9 +29,28 @@ def _manifests() -> list[tuple[str, str, dict]]:
     return out
 
 
+def _ratio(m: dict) -> str:
+    """`fd=X` with its floor ratio when the metrics carry one (fewstep.metrics.evaluate), plus the accuracy."""
+    out = f"fd={m['fd']:.4g}" + (f" ({m['fd_over_floor']:.2f}x floor)" if "fd_over_floor" in m else "")
+    return out + (f", acc={m['accuracy']:.3f}" if "accuracy" in m else "")
+
+
 def _quality(man: dict) -> str:
-    metrics = man.get("metrics") or {k: man[k] for k in ("score", "fd") if k in man}
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:4])
+    """One readable line of a manifest's quality: FD (and its floor ratio) of a model, uncond and cond apart for
+    a `fewstep zoo evaluate` manifest; a plan's search score named by its metric, beside the best hand-made plan."""
+    metrics = man.get("metrics")
+    if isinstance(metrics, dict) and isinstance(metrics.get("uncond"), dict):
+        parts = [f"{k} {_ratio(metrics[k])}" for k in ("uncond", "cond") if isinstance(metrics.get(k), dict)]
+        return "; ".join(parts) + f" (n={metrics.get('n')}, {metrics.get('nfe')}-NFE {metrics.get('solver')})"
+    if metrics:
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:4])
+    if "score" in man:  # a searched plan: its score on the search set, in its metric
+        name = man.get("metric", "score")
+        out = f"{name}={man['score']:.4g}"
+        if isinstance(man.get("best_baseline_score"), float):
+            out += f" (best hand-made {man.get('best_baseline')}: {name}={man['best_baseline_score']:.4g})"
+        return out
+    return f"fd={man['fd']:.4g}" if isinstance(man.get("fd"), float) else ""
 
 
 @click.group()
@@ -40,17 +64,35 @@ def list_cmd(as_json: bool) -> None:
     """List shipped models and plans with their command, seed, commit and measured quality."""
     rows = _manifests()
     if as_json:
-        click.echo(json.dumps([{"kind": k, "name": n, **m} for k, n, m in rows], indent=2))
+        click.echo(dumps([{"kind": k, "name": n, **m} for k, n, m in rows], indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
     t = Table(title="fewstep zoo")
     for col in ("kind", "name", "quality", "seed", "commit", "command"):
         t.add_column(col, overflow="fold")
     for kind, name, m in rows:
         t.add_row(kind, name, _quality(m), str(m.get("seed", "")), str(m.get("commit", "")), str(m.get("command", "")))
     Console().print(t)
+
+
+@zoo.command(name="evaluate")
+@click.argument("name")
+@click.option("--n", type=click.IntRange(min=2), default=1000, show_default=True, help="samples per setting")
+@click.option("--nfe", type=click.IntRange(min=1), default=35, show_default=True, help="Heun evaluations")
+@click.option("--seed", type=int, default=0, show_default=True, help="base noise seed (cond: seed + 1)")
+@click.option("--write-manifest", is_flag=True, help="write the result into the shipped files/NAME.json")
+@click.option("--png", default=None, help="also save a 10x10 grid of unconditional samples here")
+def evaluate_cmd(name: str, n: int, nfe: int, seed: int, write_manifest: bool, png: str | None) -> None:
+    """Measure a zoo model's quality (35-NFE Heun FD with its noise floor, confidence, accuracy) as JSON."""
+    # torch comes with these: imported when a model is measured, so `zoo list` / `zoo rebuild` start at once
+    from ..io import save_grid
+    from ..zoo import evaluate, load
+
+    res = evaluate.evaluate(name, n, nfe, seed)
+    click.echo(dumps(res, indent=2))
+    if png:
+        save_grid(evaluate.draw(load(name), 100, nfe, seed), png, nrow=10)
+    if write_manifest:
+        click.echo(f"wrote {evaluate.write_manifest(name, res, evaluate.command(name, n, nfe, seed))}")
 
 
 @zoo.command()

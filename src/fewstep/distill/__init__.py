@@ -11,8 +11,8 @@ _ATTRS = {  # name -> its module, relative to this package (".solvers.renoise" i
     "ConsistencyConfig": "config", "DMDConfig": "config", "make_config": "config",
     "ConsistencyObjective": "consistency", "consistency_loss": "consistency", "distance": "distances",
     "make_student": "consistency", "DMDObjective": "dmd", "FakeScore": "dmd", "dm_loss": "dmd",
-    "GaussianConsistency": "oracle", "multistep": ".solvers.renoise", "onestep": ".solvers.renoise", "search_sigmas": "sampling",
-    "ternary_search": "sampling", "teacher_step": "teacher", "ODEPairRegression": "regression",
+    "GaussianConsistency": "oracle", "multistep": ".solvers.renoise", "onestep": ".solvers.renoise",
+    "search_sigmas": "times", "ternary_search": "times", "teacher_step": "teacher", "ODEPairRegression": "regression",
 }
 
 __all__ = sorted(_ATTRS)

@@ -4,7 +4,7 @@ Its penultimate-layer activations are the feature space of FD-digits (the Fréch
 on a domain classifier instead of Inception-v3, as in "FID for MNIST" practice), and its softmax gives the
 confidence (mean max-softmax, the sharpness half of the Inception Score's idea, Salimans et al. 2016) and the
 accuracy of class-conditional samples. Weights ship in `files/<name>-classifier.safetensors` with a JSON
-manifest (command, seed, commit, test accuracy); `python -m fewstep.metrics classifier NAME` retrains one.
+manifest (command, seed, commit, test accuracy); `fewstep metrics train-classifier NAME` retrains one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import data
 from ..errors import CheckpointError
+from ..io import atomic_write_text, git_commit, load_state, read_config, save_model
 
 FILES = Path(__file__).resolve().parent / "files"
 
@@ -120,8 +122,6 @@ def train_classifier(name: str, recipe: dict[str, Any] | None = None, verbose: b
                      ) -> tuple[FeatureCNN, dict[str, Any]]:
     """Train the classifier of data set `name` on its train split with `recipe` (default RECIPES[name]);
     returns the model (eval mode) and a manifest with the held-out test accuracy."""
-    from .. import data
-
     if recipe is None:
         if name not in RECIPES:
             raise KeyError(f"no classifier recipe for data set {name!r}; known: {', '.join(RECIPES)}")
@@ -153,16 +153,19 @@ def train_classifier(name: str, recipe: dict[str, Any] | None = None, verbose: b
         if verbose:
             print(f"epoch {epoch + 1}/{recipe['epochs']} loss {loss.item():.4f}", file=sys.stderr)
     seconds = time.perf_counter() - t0
-    from ..io import git_commit
-
     manifest = {
         "data": name, "recipe": recipe, "num_classes": train.num_classes,
         "train_accuracy": accuracy(model, train.x, train.y), "test_accuracy": accuracy(model, test.x, test.y),
         "n_train": len(train), "n_test": len(test), "train_seconds": round(seconds, 1),
         "threads": torch.get_num_threads(), "commit": git_commit(), "seed": recipe["seed"],
-        "command": f"python -m fewstep.metrics classifier {name}",
+        "command": command(name),
     }
     return model.eval(), manifest
+
+
+def command(name: str) -> str:
+    """The command that retrains data set `name`'s classifier (recorded in its manifest)."""
+    return f"fewstep metrics train-classifier {name}"
 
 
 def paths(name: str, root: Path | None = None) -> tuple[Path, Path]:
@@ -173,8 +176,6 @@ def paths(name: str, root: Path | None = None) -> tuple[Path, Path]:
 
 def save_classifier(model: FeatureCNN, manifest: dict[str, Any], root: Path | None = None) -> Path:
     """Write the weights (config in the safetensors metadata) and the manifest next to them, atomically."""
-    from ..io import atomic_write_text, save_model
-
     weights, man = paths(manifest["data"], root)
     config = {"kind": "classifier", "net": {"class": "feature_cnn", "kwargs": manifest["recipe"]["net"]},
               "num_classes": manifest["num_classes"], "data": manifest["data"]}
@@ -186,13 +187,11 @@ def save_classifier(model: FeatureCNN, manifest: dict[str, Any], root: Path | No
 @functools.lru_cache(maxsize=8)
 def load_classifier(name: str, device: str = "cpu") -> FeatureCNN:
     """The shipped classifier of data set `name` (eval mode, frozen), cached per (name, device)."""
-    from ..io import load_state, read_config
-
     weights, _ = paths(name)
     if not weights.is_file():
         known = sorted(p.name.removesuffix("-classifier.safetensors") for p in FILES.glob("*-classifier.safetensors"))
         raise FileNotFoundError(f"no shipped classifier for data set {name!r} (have: {', '.join(known) or 'none'}); "
-                                f"train one with `python -m fewstep.metrics classifier {name}`")
+                                f"train one with `{command(name)}`")
     config = read_config(weights)
     if config.get("kind") != "classifier":
         raise CheckpointError(f"{weights} is a {config.get('kind')!r} file, not a classifier")
@@ -207,7 +206,7 @@ def manifest(name: str) -> dict[str, Any]:
     """The recorded manifest (recipe, command, seed, commit, accuracies) of a shipped classifier."""
     _, man = paths(name)
     if not man.is_file():
-        raise FileNotFoundError(f"no manifest {man}; retrain with `python -m fewstep.metrics classifier {name}`")
+        raise FileNotFoundError(f"no manifest {man}; retrain with `{command(name)}`")
     return json.loads(man.read_text())
 
 
@@ -249,19 +248,3 @@ def confidence(x: Tensor, dataset: str, labels: Tensor | None = None) -> dict[st
             raise ValueError(f"got {len(labels)} labels for {len(x)} samples; give one label or one per sample")
         out["accuracy"] = (pred == labels.cpu()).double().mean().item()
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m fewstep.metrics classifier NAME [NAME ...] [--threads T]`: retrain and ship classifiers."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m fewstep.metrics classifier", description=main.__doc__)
-    ap.add_argument("names", nargs="+", choices=sorted(RECIPES))
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the recipe is timed on one core)")
-    ap.add_argument("--out", type=Path, default=None, help="folder to write to (default: the shipped files/)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    for name in args.names:
-        man = retrain(name, args.out, verbose=True)
-        print(json.dumps({k: man[k] for k in ("data", "test_accuracy", "train_accuracy", "train_seconds")}))
-

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .. import data
 from ..data import ImageData
 from ..errors import DataError
+from .classifier import load_classifier
 
 SPLIT_SEED = 2024
 
@@ -102,8 +105,6 @@ def paired_bootstrap_ratio(fa: Tensor, fb: Tensor, ref: Stats, n_boot: int = 200
 @functools.lru_cache(maxsize=4)
 def real_data(dataset: str) -> ImageData:
     """The data set's "all" split, loaded once (mnist5k parses a CSV; fashion is 60k images)."""
-    from .. import data
-
     return data.get(dataset, "all")
 
 
@@ -121,8 +122,6 @@ def features(x: Tensor, dataset: str, batch: int = 500, device: str = "cpu") -> 
         raise ValueError(f"samples hold {(~torch.isfinite(x)).sum().item()} NaN/inf values; the sampler diverged")
     if not is_image_data(dataset):
         return x.reshape(len(x), -1).double().cpu()
-    from .classifier import load_classifier
-
     net = load_classifier(dataset, str(device))
     if tuple(x.shape[1:]) != net.shape:
         raise ValueError(f"samples have shape {tuple(x.shape[1:])} but the {dataset!r} classifier takes {net.shape}; "
@@ -194,17 +193,10 @@ def noise_floor(dataset: str, n: int, repeats: int = 5, seed: int = 0) -> float:
                           for _ in range(reps)]))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m fewstep.metrics floor DATASET [--n 256 512 all]`: print the real-data noise floors as JSON."""
-    import argparse
-    import json
-
-    ap = argparse.ArgumentParser(prog="python -m fewstep.metrics floor", description=main.__doc__)
-    ap.add_argument("dataset")
-    ap.add_argument("--n", nargs="+", default=["256", "512", "all"], help="sample sizes; 'all' = the held-out half")
-    args = ap.parse_args(argv)
-    top = max_floor_n(args.dataset)
-    sizes = [top if s == "all" else int(s) for s in args.n]
-    print(json.dumps({"dataset": args.dataset, "reference_n": len(real_halves(args.dataset)[0]),
-                      "noise_floor": {str(n): noise_floor(args.dataset, n) for n in sizes}}, indent=1))
-
+def floors(dataset: str, sizes: list[int | str]) -> dict[str, Any]:
+    """The real-data noise floors of `dataset` at each n of `sizes` ("all": the whole held-out half), with the size
+    of the reference half: what `fewstep metrics floor` prints."""
+    top = max_floor_n(dataset)
+    ns = [top if s == "all" else int(s) for s in sizes]
+    return {"dataset": dataset, "reference_n": len(real_halves(dataset)[0]),
+            "noise_floor": {str(n): noise_floor(dataset, n) for n in ns}}

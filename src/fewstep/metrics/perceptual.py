@@ -24,7 +24,7 @@ def net_for(shape: tuple[int, ...], device: str = "cpu"):
         known = ", ".join(f"{s} ({n})" for s, n in NETS.items())
         raise ValueError(f"no perceptual net for images of shape {tuple(shape)}; shipped: {known}. "
                          "Use the l2, l1 or pseudo_huber distance, or train one "
-                         "(`python -m fewstep.metrics classifier <data>_perceptual` with a recipe for it)")
+                         "(`fewstep metrics train-classifier <data>_perceptual` with a recipe for it)")
     return load_classifier(name, device)
 
 

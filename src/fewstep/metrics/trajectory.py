@@ -9,6 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..reference import reference_solve
+from ..solvers.engine import sample
+
 
 def rms(x: Tensor, ref: Tensor) -> Tensor:
     """Per-sample root-mean-square difference [B] over all non-batch dimensions."""
@@ -20,8 +23,6 @@ def rms(x: Tensor, ref: Tensor) -> Tensor:
 def reference_x0(den: Any, x_T: Tensor, sigma_from: float, cond: Any = None, chunk: int | None = None) -> Tensor:
     """Exact end points x0 of the PF-ODE from x_T at sigma_from (fs.reference_solve to sigma = 0), in chunks of
     `chunk` samples (None: one solve) so a huge batch does not share one adaptive step sequence."""
-    from ..reference import reference_solve
-
     chunk = chunk or len(x_T)
     outs = []
     for i in range(0, len(x_T), chunk):
@@ -34,8 +35,6 @@ def trajectory_error(den: Any, plan: Any, x_T: Tensor, cond: Any = None, ref: Te
                      ) -> dict[str, Any]:
     """Run `plan` from x_T (already scaled by plan.sigmas[0]) and compare with the reference end points `ref`
     (computed when not given). Returns {"rms": mean per-sample RMS, "rms_max", "per_sample" [B], "nfe"}."""
-    from ..solvers.engine import sample
-
     if ref is None:
         ref = reference_x0(den, x_T, float(plan.sigmas[0]), cond)
     with torch.no_grad():

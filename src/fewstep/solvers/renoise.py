@@ -57,7 +57,7 @@ def onestep(cm: Any, x_T: Tensor, cond: Any = None, clip: float | None = None) -
 
 def geometric_sigmas(steps: int, sigma_min: float, sigma_max: float) -> list[float]:
     """[T, tau_1, ..., tau_{steps-1}]: the intermediate sigmas spaced geometrically between T and eps (the start of
-    the CM ternary search, fewstep.distill.sampling.search_sigmas)."""
+    the CM ternary search, fewstep.distill.times.search_sigmas)."""
     if steps < 1:
         raise ValueError(f"a consistency sampler takes at least 1 step, got {steps}")
     return [sigma_max] + [sigma_max * (sigma_min / sigma_max) ** (i / steps) for i in range(1, steps)]

@@ -1,0 +1,78 @@
+"""Every benchmark in one list: its `fewstep bench` subcommand, its section's place in BENCHMARKS.md, and what it
+adds to the demo (solver baselines, the paper caption of each method). Adding a benchmark is one entry here.
+
+Torch-free on purpose: `fewstep --help` and `fewstep bench --help` read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """name: the subcommand and the stem of bench-results/<name>.json; command: "module:attr" of its click command
+    (None: a section whose result another command writes); help: its line in `fewstep bench --help`; baselines:
+    the demo's hand-made solvers (plan names); papers: the demo report's caption of each method it measures."""
+
+    name: str
+    command: str | None = None
+    help: str = ""
+    baselines: tuple[str, ...] = ()
+    papers: dict[str, str] = field(default_factory=dict)
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("foundation", "fewstep.cli.bench_foundation:foundation",
+              "The shipped teacher's FD next to the real-data noise floor.", papers={
+        "teacher": "The teacher at 35-NFE Heun (EDM's default): the quality the few-step methods aim for."}),
+    Benchmark("solvers", "fewstep.cli.bench_solvers:solvers",
+              "USF plans vs diffusers schedulers at NFE 3-10.",
+              baselines=("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh2", "deis_3", "ipndm", "heun"),
+              papers={
+        "ddim": "DDIM (Song et al., ICLR 2021): the first-order exponential integrator.",
+        "dpm_solver_pp_2m": "DPM-Solver++(2M) (Lu et al., 2022): second-order multistep, data prediction.",
+        "dpm_solver_pp_3m": "DPM-Solver++(3M) (Lu et al., 2022): third-order multistep, data prediction.",
+        "unipc_bh2": "UniPC-bh2 (Zhao et al., NeurIPS 2023): multistep predictor with the UniC corrector at no extra "
+                     "NFE.",
+        "deis_3": "DEIS-tAB3 (Zhang & Chen, ICLR 2023): third-order polynomial extrapolation of eps.",
+        "ipndm": "iPNDM (Zhang & Chen 2023; Liu et al. 2022): fourth-order linear multistep with warm start.",
+        "heun": "Heun (Karras et al., NeurIPS 2022): EDM's second-order sampler, two evaluations per step."}),
+    Benchmark("search", "fewstep.cli.bench_search:search",
+              "S^3 searched plans vs hand-made plans, held-out noise.", papers={
+        "searched": "S^3 (Liu et al., ICLR 2024): per-step solver decisions searched under the NFE budget with a "
+                    "learned ranking predictor."}),
+    Benchmark("consistency", "fewstep.cli.bench_consistency:consistency",
+              "CD / iCT at 1-2 steps, training curves, editing.", papers={
+        "digits-cd": "Consistency distillation (Song et al., ICML 2023): a student that maps any noisy point on the "
+                     "teacher's ODE trajectory to its end, in one step (Algorithm 1 for more steps).",
+        "digits-ict": "Improved consistency training (Song & Dhariwal, ICLR 2024): the same model trained from data "
+                      "alone, no teacher."}),
+    Benchmark("bridge"),
+    Benchmark("demo"),
+)
+
+
+def commands() -> dict[str, str]:
+    """Subcommand -> "module:attr" of every runnable benchmark, in registry order."""
+    return {b.name: b.command for b in BENCHMARKS if b.command}
+
+
+def helps() -> dict[str, str]:
+    """Subcommand -> its one-line help, for the runnable benchmarks."""
+    return {b.name: b.help for b in BENCHMARKS if b.command}
+
+
+def order() -> list[str]:
+    """The order of the sections of BENCHMARKS.md (result-file stems)."""
+    return [b.name for b in BENCHMARKS]
+
+
+def baselines() -> tuple[str, ...]:
+    """The demo's hand-made solvers, every benchmark's in turn."""
+    return tuple(s for b in BENCHMARKS for s in b.baselines)
+
+
+def papers() -> dict[str, str]:
+    """Method -> the demo report's caption, from every benchmark."""
+    return {k: v for b in BENCHMARKS for k, v in b.papers.items()}
