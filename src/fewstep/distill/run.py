@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..train.loop import load_checkpoint, train
+from ..zoo.lookup import resolve
 from .config import ConsistencyConfig, DMDConfig
 from .consistency import ConsistencyObjective, student_config
 from .dmd import DMDObjective
@@ -26,14 +27,10 @@ DEFAULT_NET = {"class": "unet", "kwargs": {"in_channels": 1, "channels": 32, "nu
                                            "channel_mult": [1, 2, 2], "num_classes": 10}}
 
 
-def load_denoiser(name_or_path: Any, device: str | torch.device = "cpu") -> nn.Module:
-    """A frozen denoiser from a zoo name, a checkpoint path, or any denoiser object (e.g. fs.analytic)."""
-    if not isinstance(name_or_path, str):
-        den = name_or_path
-    else:
-        from .. import zoo
-
-        den = zoo.load(name_or_path, device)
+def frozen(spec: Any, device: str | torch.device = "cpu") -> Any:
+    """A teacher or init model, frozen (eval mode, no gradients) on `device`: fs.zoo.resolve of a zoo name, a
+    checkpoint, a diffusers folder, or a denoiser object (e.g. fs.analytic)."""
+    den = resolve(spec, device)
     if isinstance(den, nn.Module):
         den = den.requires_grad_(False).eval().to(device)
     return den
@@ -117,7 +114,7 @@ def distill(cc: Config, tc: Any, data: Any, teacher: Any = None,
     if cc.uses_teacher and teacher is None:
         raise ValueError(f"--mode {cc.mode} needs --teacher (a zoo name or checkpoint); use --mode ict to train from "
                          "scratch")
-    teach = load_denoiser(teacher, device) if teacher is not None else None
+    teach = frozen(teacher, device) if teacher is not None else None
     init_state = None
     if teach is not None and hasattr(teach, "config"):
         model_config = student_config(teach.config, cc.sigma_min, dropout)
@@ -136,7 +133,7 @@ def distill(cc: Config, tc: Any, data: Any, teacher: Any = None,
     model_config["distill"] = {"mode": cc.mode, **dataclasses.asdict(cc),
                                "teacher": teacher if isinstance(teacher, str) else None}
     if init is not None:  # the loop says so if these weights do not fit the student's network
-        init_state = {k: v.detach().clone() for k, v in load_denoiser(init).state_dict().items()}
+        init_state = {k: v.detach().clone() for k, v in frozen(init).state_dict().items()}
         model_config["distill"]["init"] = init
     ckpt_path = Path(ckpt) if ckpt is not None else (Path(out).with_suffix(".ckpt.pt") if out is not None else None)
     if resume and ckpt_path is not None:
