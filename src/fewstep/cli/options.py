@@ -43,7 +43,7 @@ SEED_MAX = 2**32 - 1
 
 def seed_option(f: F) -> F:
     return click.option("--seed", default=0, show_default=True, type=click.IntRange(0, SEED_MAX),
-                        help=f"base random seed, 0..{SEED_MAX}")(f)
+                        help="base random seed")(f)
 
 
 def json_option(f: F) -> F:
