@@ -8,9 +8,11 @@ A fewstep model file is one `.safetensors` whose metadata key "fewstep" holds a 
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -26,11 +28,42 @@ from .errors import CheckpointError
 FORMAT = 1
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the `.NAME.PID.XXXX.tmp` files `atomic_write` left beside `path` when its writer was killed: only
+    those whose writer PID no longer exists (a live writer's temp file is never touched). Returns the removed."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp")
+    removed = []
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        m = pattern.fullmatch(p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:  # another writer cleaned it first
+                pass
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call write(tmp_path) on a temp file in the target folder, fsync it, then rename over `path`."""
+    """Call write(tmp_path) on a temp file in the target folder, fsync it, then rename over `path`.
+
+    The temp file is `.NAME.PID.XXXX.tmp`; temp files of killed writers of the same `path` are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -48,3 +50,34 @@ def test_errors_and_colour():
     assert torch.allclose(torch.cat([a, 1 - a], 1) @ coef, u, atol=1e-5)
     assert ((coef >= 0) & (coef <= 1)).all()
     assert torch.equal(fs.data.get("digits_color_x8", split="test").x, fs.data.get("digits_color", split="test").x)
+
+
+def test_a_non_image_in_an_image_folder_is_named(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "b.jpg").write_text("not an image")
+    with pytest.raises(DataError, match=r"b\.jpg is not a readable image"):
+        fs.data.get(str(tmp_path), size=4)
+
+
+def _idx(path, arr):
+    arr = np.asarray(arr, np.uint8)
+    head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    path.write_bytes(head + arr.tobytes())
+
+
+def test_fashion_idx_files_are_read_and_empty_ones_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEWSTEP_FASHION_DIR", str(tmp_path))
+    imgs = np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256
+    _idx(tmp_path / "t10k-images-idx3-ubyte", imgs)
+    _idx(tmp_path / "t10k-labels-idx1-ubyte", [1, 2, 3])
+    d = fs.data.get("fashion", "test")
+    assert d.x.shape == (3, 1, 28, 28) and d.y.tolist() == [1, 2, 3]
+    assert torch.equal(d.x, torch.from_numpy(imgs.astype(np.float32) / 255 * 2 - 1)[:, None])
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"")
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte is not a complete idx file"):
+        fs.data.get("fashion", "test")
+    if not any(os.path.isdir(r) for r in ("/usr/share/dataset-fashion-mnist", "/usr/share/fashion-mnist")):
+        with pytest.raises(DataError, match="train-images"):  # no train files anywhere
+            fs.data.get("fashion", "train")

@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,3 +61,53 @@ def test_import_is_light():
     code = "import sys, fewstep, fewstep.cli.main; assert 'torch' not in sys.modules, 'torch'; " \
            "assert 'diffusers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_SLOW_WRITER = """
+import sys, time
+from fewstep import io
+
+def write(tmp):
+    open(tmp, "wb").write(b"x" * 100_000)
+    print("writing", flush=True)
+    time.sleep(60)
+
+io.atomic_write(sys.argv[1], write)
+"""
+
+
+def _start_writer(target):
+    """A subprocess inside atomic_write(target) that has written its temp file and sleeps."""
+    env = {**os.environ, "PYTHONPATH": str(Path(io.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)], stdout=subprocess.PIPE, env=env)
+    assert proc.stdout.readline().strip() == b"writing"
+    return proc
+
+
+def _temps(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "ckpt.pt"
+    proc = _start_writer(target)
+    proc.kill()  # SIGKILL mid-write: no finally clause runs
+    proc.wait()
+    left = _temps(tmp_path)
+    assert len(left) == 1 and left[0].startswith(f".ckpt.pt.{proc.pid}.")
+    other = tmp_path / ".ckpt.pt.x.tmp"  # not a name atomic_write makes: left alone
+    other.write_text("keep")
+    io.atomic_torch_save({"step": 2}, target)
+    assert _temps(tmp_path) == [other.name] and torch.load(target)["step"] == 2
+
+
+def test_a_live_writers_temp_file_is_kept(tmp_path):
+    target = tmp_path / "ckpt.pt"
+    proc = _start_writer(target)
+    try:
+        live = _temps(tmp_path)
+        io.atomic_torch_save({"step": 3}, target)  # another writer of the same path, while the first still runs
+        assert _temps(tmp_path) == live and torch.load(target)["step"] == 3
+    finally:
+        proc.kill()
+        proc.wait()

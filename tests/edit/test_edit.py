@@ -159,3 +159,22 @@ def test_candidates_keep_the_known_pixels_and_count_calls():
                   check_repeats=2)
     assert len(calls) == 3 * 3 + 3 * 2
     assert torch.equal(out * (1 - mask), y * (1 - mask))
+
+
+def test_bad_masks_factors_and_alphas_are_refused_with_the_shapes():
+    cm, y = _cm(), torch.zeros(2, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"mask of shape \(1, 1, 4, 4\) does not fit images of shape \(2, 1, 8, 8\)"):
+        inpaint(cm, y, torch.ones(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="does not fit"):
+        inpaint(cm, y, torch.ones(3, 1, 8, 8))  # broadcasts with y's batch of 2 only by growing it
+    with pytest.raises(ValueError, match=r"only 0 \(keep\) and 1 \(generate\)"):
+        inpaint(cm, y, torch.full((1, 1, 8, 8), 0.5))
+    cm.shape = (1, 8, 8)  # a model that declares its sample shape (as checkpoints do)
+    with pytest.raises(ValueError, match=r"upsampled by 3 give \(1, 6, 6\), but the model makes \(1, 8, 8\)"):
+        superres(cm, torch.zeros(2, 1, 2, 2), 3)
+    with pytest.raises(ValueError, match="positive integer"):
+        superres(cm, torch.zeros(2, 1, 8, 8), 0)
+    with pytest.raises(ValueError, match="alphas is empty"):
+        interpolate(cm, torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8), [])
+    with pytest.raises(ValueError, match="sigmas is empty"):
+        algorithm4(cm, y, Tr.identity(), torch.ones_like(y), [])

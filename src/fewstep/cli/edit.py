@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
 
+from .checks import finite, nonempty, writable
 from .options import common, json_option
 
 OPS = ["inpaint", "superres", "colorize", "stroke", "denoise", "interpolate"]
@@ -16,9 +18,12 @@ def _sigmas(text: str | None, sigma_max: float) -> list[float]:
     if not text:
         return [sigma_max]
     try:
-        return [float(v) for v in text.split(",")]
+        s = [float(v) for v in text.split(",")]
     except ValueError as e:
         raise click.BadParameter(f"not a comma-separated list of numbers: {text!r}", param_hint="--sigmas") from e
+    if not all(math.isfinite(v) for v in s):
+        raise click.BadParameter(f"every sigma must be a finite number, got {text!r}", param_hint="--sigmas")
+    return s
 
 
 def _mask(kind: str, shape: tuple[int, ...]) -> Any:
@@ -39,18 +44,21 @@ def _mask(kind: str, shape: tuple[int, ...]) -> Any:
 
 @click.command(context_settings={"show_default": True})
 @click.option("--op", required=True, type=click.Choice(OPS))
-@click.option("--model", default=None,
+@click.option("--model", default=None, callback=nonempty,
               help="consistency model (zoo name or path) [digits-cd; digits-color-cd for colorize]")
-@click.option("--data", "data_name", default=None, help="data set of the inputs [digits; digits_color for colorize]")
-@click.option("--n", default=16, type=int, help="number of held-out (test split) images to edit")
+@click.option("--data", "data_name", default=None, callback=nonempty,
+              help="data set of the inputs [digits; digits_color for colorize]")
+@click.option("--n", default=16, type=click.IntRange(1),
+              help="number of held-out (test split) images to edit (interpolate: frames, at least 2)")
 @click.option("--sigmas", default=None, help="comma-separated sigmas of Alg. 4 [sigma_max]; stroke: start sigma first")
 @click.option("--mask", "mask_kind", default="lower", help="inpaint mask: lower, right or center half/box")
-@click.option("--factor", default=2, type=int, help="superres factor (8x8 -> 4x4 -> 8x8 for 2)")
+@click.option("--factor", default=2, type=click.IntRange(1), help="superres factor (8x8 -> 4x4 -> 8x8 for 2)")
 @click.option("--candidates", default=1, type=click.IntRange(1),
               help="inpaint/superres/colorize: run K chains, keep per image the one whose known part the model "
                    "reconstructs best (self-consistency)")
-@click.option("--noise", "noise_sigma", default=0.5, type=float, help="denoise: sigma of the added noise")
-@click.option("--out", default="edit.png", type=click.Path(dir_okay=False), help="PNG grid: inputs, results, truth")
+@click.option("--noise", "noise_sigma", default=0.5, type=float, callback=finite,
+              help="denoise: sigma of the added noise")
+@click.option("--out", default="edit.png", callback=writable, help="PNG grid: inputs, results, truth")
 @json_option
 @common
 def edit(op: str, model: str | None, data_name: str | None, n: int, sigmas: str | None, mask_kind: str, factor: int,
@@ -65,12 +73,21 @@ def edit(op: str, model: str | None, data_name: str | None, n: int, sigmas: str 
     from ..metrics import confidence
     from ..zoo import load
 
+    if op == "interpolate" and n < 2:
+        raise click.BadParameter(f"interpolate needs at least 2 frames (the two ends), got {n}", param_hint="--n")
     model = model or ("digits-color-cd" if op == "colorize" else "digits-cd")
     cm = load(model, device)
     ds = fsdata.get(data_name or ("digits_color" if op == "colorize" else "digits"), split="test")
     if tuple(ds.shape) != tuple(cm.shape):
+        fix = ("colorize needs a colour model (3 channels), e.g. --model digits-color-cd" if op == "colorize" else
+               f"give --data a data set of shape {tuple(cm.shape)} or a --model trained on {ds.name}")
         raise click.BadParameter(f"{model} makes images {tuple(cm.shape)} but {ds.name} has {tuple(ds.shape)}; "
-                                 "colorize needs a colour model (3 channels)", param_hint="--model")
+                                 f"{fix}", param_hint="--model")
+    H, W = ds.shape[-2:]
+    if op == "superres" and (H % factor or W % factor):
+        ok = [f for f in range(2, min(H, W) + 1) if H % f == 0 and W % f == 0]
+        raise click.BadParameter(f"{factor} does not divide the image size {H}x{W}; use one of {ok}",
+                                 param_hint="--factor")
     x = ds.x[:n].to(device)
     g = torch.Generator(device=device).manual_seed(seed)
     s = _sigmas(sigmas, float(cm.sigma_max)) if (sigmas or op != "stroke") else [2.0, 0.5]

@@ -60,9 +60,28 @@ class LazyGroup(click.Group):
             formatter.write_dl([(n, HELP[n]) for n in self.list_commands(ctx)])
 
 
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(2)
+USAGE, RUNTIME, INTERRUPTED = 2, 1, 130  # exit codes: a bad option value / a failure while running / Ctrl-C
+
+
+def _fail(msg: str, code: int = USAGE) -> None:
+    """Print `error: <msg>` as one line on stderr and exit with `code`."""
+    line = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
+    click.echo(f"error: {line}", err=True)
+    sys.exit(code)
+
+
+def _message(e: BaseException) -> str:
+    """The text of an exception without its class name (a KeyError's str() would add quotes)."""
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def _usage_message(e: click.ClickException) -> str:
+    """click's own message, plus where to read the usage (click prints a Usage block we fold into one line)."""
+    msg = e.format_message()
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.UsageError) and ctx is not None:
+        msg = msg.rstrip(".") + f" (see '{ctx.command_path} --help')"
+    return msg
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,14 +91,15 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Run the CLI; known errors print one line and exit 2 instead of a traceback."""
+    """Run the CLI; known errors print one line `error: ...` and exit 2 (bad usage or option value), 1 (a failure
+    while running: missing or corrupt files, data errors, permissions) or 130 (interrupted); bugs keep a traceback."""
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        _fail("aborted")
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail("interrupted", INTERRUPTED)
     except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (FewstepError, ValueError, KeyError, TypeError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        _fail(f"{type(e).__name__}: {msg}")
+        _fail(_usage_message(e), e.exit_code)
+    except (FewstepError, OSError) as e:  # before ValueError: PlanError, CheckpointError and DataError are both
+        _fail(_message(e), RUNTIME)
+    except (ValueError, KeyError, TypeError) as e:  # the library refusing a value the user gave
+        _fail(_message(e), USAGE)

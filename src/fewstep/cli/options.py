@@ -17,11 +17,38 @@ F = Callable[..., Any]
 
 
 def device_option(f: F) -> F:
-    return click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1, mps")(f)
+    """--device, checked at parse time against the devices this machine has (cpu; cuda:0.. and mps when present)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        if value == "cpu":
+            return value
+        import torch
+
+        cuda = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        mps = ["mps"] if torch.backends.mps.is_available() else []
+        have = ", ".join(["cpu", *(["cuda", *cuda] if cuda else []), *mps])
+        try:
+            dev = torch.device(value)
+        except (RuntimeError, ValueError):
+            raise click.BadParameter(f"{value!r} is not a torch device; available here: {have}", ctx, param) from None
+        ok = (dev.type == "cpu" or (dev.type == "cuda" and cuda and (dev.index or 0) < len(cuda))
+              or (dev.type == "mps" and mps and not dev.index))
+        if not ok:
+            raise click.BadParameter(f"{value!r} is not available on this machine; available here: {have}", ctx, param)
+        return value
+
+    return click.option("--device", default="cpu", show_default=True, callback=check,
+                        help="torch device: cpu, cuda, cuda:1, mps")(f)
+
+
+# Largest --seed: derived seeds (seed * 1_000_003 + i, then * 1_009 + rank in training) must stay inside the
+# unsigned 64-bit range torch.Generator.manual_seed accepts; 2**32 - 1 leaves room for both.
+SEED_MAX = 2**32 - 1
 
 
 def seed_option(f: F) -> F:
-    return click.option("--seed", default=0, show_default=True, type=int, help="base random seed")(f)
+    return click.option("--seed", default=0, show_default=True, type=click.IntRange(0, SEED_MAX),
+                        help="base random seed")(f)
 
 
 def json_option(f: F) -> F:

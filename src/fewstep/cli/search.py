@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .checks import finite, nonempty, writable
 from .options import common, json_option
 
 
@@ -40,16 +41,17 @@ def _command(model: str, nfe: int, out: str, budget: int | None, metric: str, n_
 
 
 @click.command()
-@click.option("--model", required=True, help="zoo name (digits-edm), fewstep .safetensors path, or diffusers dir")
+@click.option("--model", required=True, callback=nonempty,
+              help="zoo name (digits-edm), fewstep .safetensors path, or diffusers dir")
 @click.option("--nfe", required=True, type=int, help="denoiser evaluations per sample (the budget of the plan)")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="plan file to write (JSON)")
+@click.option("--out", required=True, callback=writable, help="plan file to write (JSON)")
 @click.option("--budget", type=int, default=None, help="plan evaluations to spend [default: a few minutes' worth]")
 @click.option("--metric", type=click.Choice(["rms", "fd"]), default="rms", show_default=True,
               help="rms: error vs a high-accuracy solve from the same noise; fd: FD-digits vs real data")
 @click.option("--n-samples", type=int, default=128, show_default=True, help="noises every candidate is scored on")
-@click.option("--sigma-min", type=float, default=None, help="[default: the model's sigma_min]")
-@click.option("--sigma-max", type=float, default=None, help="[default: the model's sigma_max]")
-@click.option("--state", "state", type=click.Path(dir_okay=False), default=None,
+@click.option("--sigma-min", type=float, default=None, callback=finite, help="[default: the model's sigma_min]")
+@click.option("--sigma-max", type=float, default=None, callback=finite, help="[default: the model's sigma_max]")
+@click.option("--state", "state", default=None, callback=writable,
               help="search state file [default: OUT.state.pt]")
 @click.option("--resume", is_flag=True, help="continue the search saved in the state file (a killed run goes on)")
 @click.option("--workers", type=int, default=1, show_default=True, help="processes that score candidates")

@@ -84,12 +84,20 @@ def mnist5k(split: str = "train", size: int | None = None) -> ImageData:
 
 
 def _read_idx(path: Path) -> np.ndarray:
+    """An idx file (LeCun's MNIST format: 2 zero bytes, dtype 0x08 = uint8, ndim, big-endian dims, the data)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read it ({e}); replace it with the Fashion-MNIST idx file") from e
+    ndim = data[3] if len(data) >= 4 else 0
+    n_data = 4 + 4 * ndim
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    if len(data) < n_data or data[:3] != b"\x00\x00\x08" or len(data) - n_data != int(np.prod(dims)):
+        raise DataError(f"{path} is not a complete idx file ({len(data)} bytes); it should hold the uint8 idx header "
+                        "(magic 0x0000080N, then N dimensions) and the data; replace it with the Fashion-MNIST file")
+    return np.frombuffer(data, dtype=np.uint8, offset=n_data).reshape(dims)
 
 
 def fashion(split: str = "train", size: int | None = None) -> ImageData:
@@ -101,7 +109,14 @@ def fashion(split: str = "train", size: int | None = None) -> ImageData:
         raise DataError("Fashion-MNIST not found; install it with `apt-get install dataset-fashion-mnist` "
                         "or point FEWSTEP_FASHION_DIR at a folder with its idx files")
     prefix = "t10k" if split == "test" else "train"
-    pick = lambda kind: next(p for p in files if p.name.startswith(f"{prefix}-{kind}"))  # noqa: E731
+
+    def pick(kind: str) -> Path:
+        found = [p for p in files if p.name.startswith(f"{prefix}-{kind}")]
+        if not found:
+            raise DataError(f"no {prefix}-{kind}-idx*-ubyte file among the Fashion-MNIST files found "
+                            f"({', '.join(sorted({str(p.parent) for p in files}))}); reinstall dataset-fashion-mnist")
+        return found[0]
+
     x = _to_unit(_read_idx(pick("images"))[:, None], 255.0)
     y = torch.from_numpy(_read_idx(pick("labels")).astype(np.int64))
     return ImageData("fashion", _resize(x, size), y, 10)
@@ -133,7 +148,16 @@ def folder(path: str | os.PathLike, size: int = 32, channels: int = 3) -> ImageD
     if not files:
         raise DataError(f"no images (.png/.jpg/.jpeg/.bmp/.webp) found under {root}")
     mode = "L" if channels == 1 else "RGB"
-    imgs = [np.asarray(Image.open(p).convert(mode).resize((size, size), Image.BICUBIC)) for p in files]
+
+    def read(p: Path) -> np.ndarray:
+        try:
+            with Image.open(p) as im:
+                return np.asarray(im.convert(mode).resize((size, size), Image.BICUBIC))
+        except (OSError, SyntaxError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+            raise DataError(f"{p} is not a readable image; remove it from the folder or replace it with a "
+                            "PNG/JPEG") from e
+
+    imgs = [read(p) for p in files]
     arr = np.stack(imgs).reshape(len(files), size, size, channels).transpose(0, 3, 1, 2)
     return ImageData(f"folder:{root.name}", _to_unit(arr, 255.0))
 

@@ -27,6 +27,19 @@ def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
+def _check_omega(omega: Tensor, coef: Tensor) -> None:
+    """The mask of Alg. 4 must broadcast to A y's shape and hold only 0 (keep) and 1 (generate)."""
+    try:
+        fits = torch.broadcast_shapes(tuple(omega.shape), tuple(coef.shape)) == coef.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(f"mask of shape {tuple(omega.shape)} does not fit images of shape {tuple(coef.shape)}; "
+                         f"give a mask of shape {tuple(coef.shape)} or one that broadcasts to it")
+    if not ((omega == 0) | (omega == 1)).all():
+        raise ValueError("the mask must hold only 0 (keep) and 1 (generate); threshold it, e.g. (mask > 0.5).float()")
+
+
 @torch.no_grad()
 def algorithm4(cm: Any, y: Tensor, A: Tr.Orthogonal, omega: Tensor, sigmas: Sequence[float] | None = None,
                generator: torch.Generator | None = None, cond: Any = None, clip: float | None = 1.0,
@@ -39,10 +52,14 @@ def algorithm4(cm: Any, y: Tensor, A: Tr.Orthogonal, omega: Tensor, sigmas: Sequ
         xs = [algorithm4(cm, y, A, omega, sigmas, generator, cond, clip) for _ in range(candidates)]
         return select_consistent(cm, y, A, omega, xs, check_sigma, check_repeats, generator, cond)
     check_denoiser(cm)
+    Ay = A.forward(y)
+    _check_omega(omega, Ay)
     s = [float(cm.sigma_max)] if sigmas is None else [float(v) for v in sigmas]
+    if not s:
+        raise ValueError("sigmas is empty; give at least one noise level (e.g. [cm.sigma_max])")
     if any(b > a for a, b in zip(s, s[1:], strict=False)) or s[-1] < cm.sigma_min or s[0] > cm.sigma_max:
         raise ValueError(f"sigmas must not increase and must lie inside [{cm.sigma_min}, {cm.sigma_max}], got {s}")
-    known = A.forward(y) * (1 - omega.to(torch.float64))
+    known = Ay * (1 - omega.to(torch.float64))
     omega64 = omega.to(torch.float64)
 
     def replace(x: Tensor) -> Tensor:
@@ -82,12 +99,19 @@ def select_consistent(cm: Any, y: Tensor, A: Tr.Orthogonal, omega: Tensor, xs: S
 
 def inpaint(cm: Any, y: Tensor, mask: Tensor, sigmas: Sequence[float] | None = None, **kw: Any) -> Tensor:
     """Fill the pixels where mask = 1, keep the others bit for bit (A = I)."""
+    _check_omega(mask, y)
     return algorithm4(cm, y, Tr.identity(), mask.expand_as(y), sigmas, **kw)
 
 
 def superres(cm: Any, low: Tensor, factor: int, sigmas: Sequence[float] | None = None, **kw: Any) -> Tensor:
     """Upsample `low` [B, C, h, w] by `factor`: every output patch's mean equals its low-res pixel."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"superres factor must be a positive integer, got {factor!r}")
     y = F.interpolate(low, scale_factor=factor, mode="nearest")
+    shape = getattr(cm, "shape", None)
+    if shape is not None and tuple(y.shape[1:]) != tuple(shape):
+        raise ValueError(f"low-res images {tuple(low.shape[1:])} upsampled by {factor} give {tuple(y.shape[1:])}, "
+                         f"but the model makes {tuple(shape)}; give low-res images of the model's size / factor")
     A = Tr.patch_mean(factor)
     return algorithm4(cm, y, A, Tr.keep_first_component(A, y, factor), sigmas, **kw)
 
@@ -130,6 +154,8 @@ def slerp(z0: Tensor, z1: Tensor, alpha: float) -> Tensor:
 def interpolate(cm: Any, z0: Tensor, z1: Tensor, alphas: Sequence[float], cond: Any = None,
                 clip: float | None = 1.0) -> Tensor:
     """One-step images along the slerp path between two standard-normal noises: [len(alphas), B, ...]."""
+    if len(alphas) == 0:
+        raise ValueError("alphas is empty; give the interpolation weights in [0, 1], e.g. [0, 0.5, 1]")
     T = float(cm.sigma_max)
     outs = [multistep(cm, T * slerp(z0, z1, float(a)), [T], cond=cond, clip=clip) for a in alphas]
     return torch.stack(outs)
