@@ -23,6 +23,7 @@ from . import predictor as P
 from .space import Space
 
 STATE_VERSION = 1
+INIT_TRIES = 50  # random draws per wanted initial plan before stage 0 settles for what exists
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,10 @@ def run(space: Space, evaluate: Callable[[list[Plan]], list[float]], config: Con
         rng = _rng(seed, 0, "init")
         base = space.baselines()
         seen = {p.to_json() for p in base}
-        extra = []
-        while len(extra) < config.init_random:
+        extra: list[Plan] = []
+        for _ in range(INIT_TRIES * config.init_random):  # capped: a small NFE has fewer distinct plans
+            if len(extra) >= config.init_random:
+                break
             p = space.random(rng)
             if p.to_json() not in seen:
                 seen.add(p.to_json())

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .. import grids
-from .plan import Plan, Step
+from .plan import MAX_NFE, Plan, Step
 
 
 def _grid(n: int, sigma_min: float, sigma_max: float, grid: str, sigmas: Any = None,
@@ -47,6 +47,9 @@ def _explicit(sigmas: Any) -> Tensor:
 def _check_nfe(nfe: Any, least: int = 1) -> int:
     if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < least:
         raise ValueError(f"nfe must be an integer >= {least}, got {nfe!r}")
+    if nfe > MAX_NFE:
+        raise ValueError(f"nfe={nfe} exceeds the limit of {MAX_NFE} denoiser evaluations per sample "
+                         f"(fewstep.solvers.plan.MAX_NFE); use a smaller nfe")
     return nfe
 
 
