@@ -145,7 +145,8 @@ def _key(s: float) -> float:
 
 
 def write_plan_file(path: str | os.PathLike, plan: Plan, meta: dict[str, Any]) -> Path:
-    """Write plan JSON + {"search": meta} atomically (the format `fewstep sample --plan` and the zoo read)."""
+    """Write plan JSON + {"search": meta} atomically (the format `fewstep sample --plan` and the zoo read); NaN/inf
+    values in meta are written as null (strict JSON)."""
     from ..io import atomic_write_text
 
     return atomic_write_text(path, replace(plan, metadata={**plan.metadata, "search": meta}).to_json())

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
 from ..solvers.plan import Plan
 from . import predictor as P
 from .space import Space
@@ -193,8 +194,12 @@ def save_state(path: str | os.PathLike, state: dict[str, Any], ref: torch.Tensor
 
 def load_state(path: str | os.PathLike, problem: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor | None]:
     """Read a saved search; refuse one that belongs to a different problem (model, nfe, noise, metric)."""
-    blob = torch.load(path, weights_only=True)
-    state = blob["state"]
+    try:
+        blob = torch.load(path, weights_only=True)
+        state = blob["state"]
+    except Exception as e:  # truncated or foreign file: torch raises OSError/RuntimeError/UnpicklingError
+        raise CheckpointError(f"{path} is not a readable search state, it is damaged ({type(e).__name__}); delete "
+                              "it or run without --resume to start afresh") from e
     if state.get("version") != STATE_VERSION:
         raise ValueError(f"{path}: search state version {state.get('version')!r} is not {STATE_VERSION}; "
                          "delete it to start afresh")

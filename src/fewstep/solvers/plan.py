@@ -137,6 +137,17 @@ def _check_step(i: int, st: Step, s: float, t: float, n_before: int) -> None:
                     "intermediate at ratio 1 (a singular Taylor system): use corrector 'none' or drop that point")
 
 
+def json_safe(obj: Any) -> Any:
+    """obj with every NaN/inf float replaced by None (null): strict JSON parsers reject NaN (RFC 8259)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     """Sigma grid (float64, decreasing, last usually 0) plus one Step per interval; `nfe` counts D calls."""
@@ -219,9 +230,9 @@ class Plan:
 
     def to_json(self, indent: int | None = 1) -> str:
         """Readable JSON (version 1; steps list only non-default fields)."""
-        d = self.to_dict()
+        d = json_safe(self.to_dict())
         steps = d.pop("steps")
-        head = json.dumps(d, indent=indent, default=float)[:-1].rstrip()
+        head = json.dumps(d, indent=indent, default=float, allow_nan=False)[:-1].rstrip()
         body = ",\n".join("  " + json.dumps(st) for st in steps)
         return f'{head},\n "steps": [\n{body}\n ]\n}}\n'
 
