@@ -15,14 +15,38 @@ def mixture():
     return fs.analytic.toy_mixture(dim=6, k=5, seed=3)
 
 
-def test_tiny_search_beats_best_baseline_on_heldout_noise(mixture):
-    plan = fs.search.search(mixture, 4, (6,), n_samples=64, budget=100, seed=0)
-    assert plan.nfe <= 4
-    held = Scorer(mixture, (6,), n_samples=128, seed=12345)  # noise the search never saw
+SEEDS = range(5)
+
+
+@pytest.fixture(scope="module")
+def searches(mixture, tmp_path_factory):
+    """Five tiny NFE-4 searches (seeds 0-4) and their saved states."""
+    out = {}
+    for seed in SEEDS:
+        path = tmp_path_factory.mktemp("s") / "state.pt"
+        plan = fs.search.search(mixture, 4, (6,), n_samples=64, budget=100, seed=seed, state_path=path)
+        out[seed] = (plan, torch.load(path, weights_only=True)["state"])
+    return out
+
+
+def test_search_is_no_worse_than_the_best_baseline_on_its_own_scoring_noise(searches):
+    """What S^3 guarantees exactly, on any CPU: the finalists hold the best hand-made plan (by search-set score),
+    and the chosen plan has the lowest mean of search- and validation-set scores among them."""
+    for plan, state in searches.values():
+        assert plan.nfe <= 4
+        final = {r["name"]: r for r in state["final"]}
+        base = final[plan.extra["best_baseline"]]
+        assert base["score"] == plan.extra["best_baseline_score"]
+        assert plan.extra["score"] + plan.extra["val_score"] <= base["score"] + base["val"]
+
+
+def test_tiny_search_beats_best_baseline_on_heldout_noise(mixture, searches):
+    """On noise no search saw, against the hand-made plan that is best on that very noise (an oracle pick), most
+    searches win: one run's outcome moves with float rounding across CPUs, a majority of five does not."""
+    held = Scorer(mixture, (6,), n_samples=128, seed=12345)
     best_base = min(held(p) for p in Space(4).baselines())
-    searched = held(plan)
-    assert searched <= best_base, (searched, best_base)
-    assert plan.extra["score"] <= plan.extra["best_baseline_score"]
+    searched = [held(plan) for plan, _ in searches.values()]
+    assert sum(s < best_base for s in searched) >= 3, (searched, best_base)
 
 
 class _Kill(Exception):
@@ -30,7 +54,7 @@ class _Kill(Exception):
 
 
 def test_resume_equals_uninterrupted(mixture, tmp_path):
-    kw = dict(n_samples=16, budget=80, seed=1)
+    kw = dict(n_samples=16, budget=96, seed=1)  # stage 0 (40 hand-made + 24 random) + 2 stages < 96
     full = fs.search.search(mixture, 3, (6,), **kw)
     path = tmp_path / "state.pt"
     calls = []
@@ -43,7 +67,7 @@ def test_resume_equals_uninterrupted(mixture, tmp_path):
     with pytest.raises(_Kill):
         fs.search.search(mixture, 3, (6,), state_path=path, on_stage=kill_after_two, **kw)
     saved = torch.load(path, weights_only=True)["state"]
-    assert 0 < len(saved["evaluated"]) < 80
+    assert 0 < len(saved["evaluated"]) < kw["budget"]
     resumed = fs.search.search(mixture, 3, (6,), state_path=path, **kw)
     assert resumed == full and resumed.extra["score"] == full.extra["score"]
 

@@ -1,12 +1,14 @@
 """`fewstep search` on a saved checkpoint: writes a plan file, resumes from its state, clear errors."""
 
 import json
+import re
 
 import pytest
 import torch
 from click.testing import CliRunner
 
 from fewstep.cli.search import search
+from fewstep.errors import CheckpointError
 from fewstep.io import build_denoiser, save_model
 from fewstep.search import read_plan_file
 
@@ -39,3 +41,49 @@ def test_cli_writes_plan_and_resumes(ckpt, tmp_path):
 def test_cli_bad_nfe(ckpt, tmp_path):
     r = CliRunner().invoke(search, ["--model", ckpt, "--nfe", "0", "--out", str(tmp_path / "p.json")])
     assert r.exit_code != 0 and "nfe" in r.output.lower()
+
+
+def _strict(text):
+    """json.loads that rejects NaN/Infinity like strict parsers (RFC 8259) do."""
+    def bad(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=bad)
+
+
+def test_plan_file_and_json_output_are_strict_json(ckpt, tmp_path):
+    out = tmp_path / "plan.json"
+    r = CliRunner().invoke(search, ["--model", ckpt, "--nfe", "3", "--out", str(out), "--n-samples", "4", "--quiet",
+                                    "--json", "--budget", "20"])  # stage 0 only: no predictor tau (was NaN)
+    assert r.exit_code == 0, r.output
+    printed, written = _strict(r.output), _strict(out.read_text())
+    assert printed["predictor_tau_last"] is None and written["search"]["predictor_tau_last"] is None
+    plan, meta = read_plan_file(out)
+    assert plan.nfe == 3 and meta["predictor_tau_last"] is None
+
+
+def test_plan_to_json_writes_null_for_nan_metadata():
+    import fewstep as fs
+
+    plan = fs.plans.get("ddim", 3)
+    plan = fs.Plan(plan.sigmas, plan.steps, metadata={"search": {"score": float("nan"), "x": [float("inf"), 1.0]}})
+    d = _strict(plan.to_json())
+    assert d["search"] == {"score": None, "x": [None, 1.0]}
+    assert fs.Plan.from_json(plan.to_json()) == plan
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing", r"no search state at .*p\.json\.state\.pt; run without --resume to start a fresh search"),
+    ("truncated", r"p\.json\.state\.pt is not a readable search state, it is damaged.*run without --resume"),
+])
+def test_cli_resume_refuses_a_missing_or_damaged_state(ckpt, tmp_path, case, match):
+    out = tmp_path / "p.json"
+    args = ["--model", ckpt, "--nfe", "3", "--out", str(out), "--n-samples", "4", "--quiet", "--budget", "20"]
+    if case == "truncated":
+        assert CliRunner().invoke(search, args).exit_code == 0
+        state = tmp_path / "p.json.state.pt"
+        state.write_bytes(state.read_bytes()[:100])
+    r = CliRunner().invoke(search, [*args, "--resume"])
+    assert r.exit_code != 0
+    assert isinstance(r.exception, FileNotFoundError if case == "missing" else CheckpointError), r.exception
+    assert re.search(match, str(r.exception)), str(r.exception)

@@ -68,6 +68,7 @@ def search(model: str, nfe: int, out: str, budget: int | None, metric: str, n_sa
     from ..io import git_commit
     from ..search import search as run_search
     from ..search import write_plan_file
+    from ..solvers.plan import json_safe
 
     if nfe < 1:
         raise click.BadParameter(f"must be a positive integer, got {nfe}", param_hint="--nfe")
@@ -82,6 +83,8 @@ def search(model: str, nfe: int, out: str, budget: int | None, metric: str, n_sa
     lo = float(den.sigma_min) if sigma_min is None else sigma_min
     hi = float(den.sigma_max) if sigma_max is None else sigma_max
     state_path = Path(state or f"{out}.state.pt")
+    if resume and not state_path.is_file():
+        raise FileNotFoundError(f"no search state at {state_path}; run without --resume to start a fresh search")
     if state_path.exists() and not resume:
         state_path.unlink()  # a fresh search; --resume continues instead
     if torch.get_num_threads() > 1 and workers > 1:
@@ -93,13 +96,15 @@ def search(model: str, nfe: int, out: str, budget: int | None, metric: str, n_sa
             "predictor_tau_last": _last_tau(plan.extra.get("tau", []))}
     write_plan_file(out, plan, meta)
     if as_json:
-        click.echo(json.dumps({"out": out, "nfe": plan.nfe, **meta}, indent=2, default=float))
+        click.echo(json.dumps(json_safe({"out": out, "nfe": plan.nfe, **meta}), indent=2, default=float,
+                              allow_nan=False))
     else:
         click.echo(f"wrote {out}: nfe={plan.nfe}, {metric}={meta['score']:.4g} (best hand-made "
                    f"{meta['best_baseline']}: {meta['best_baseline_score']:.4g}), {meta['evaluations']} evaluations "
                    f"in {meta['wall_s']:.0f} s")
 
 
-def _last_tau(taus: list[float]) -> float:
+def _last_tau(taus: list[float]) -> float | None:
+    """Mean Kendall tau of the predictor over the last 5 guided stages; None (JSON null) when none ran."""
     vals = [t for t in taus if t == t]
-    return sum(vals[-5:]) / len(vals[-5:]) if vals else float("nan")
+    return sum(vals[-5:]) / len(vals[-5:]) if vals else None

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..denoiser import check_denoiser
-from ..solvers.plan import Plan
+from ..solvers.plan import MAX_NFE, Plan
 from . import evolve
 from .score import METRICS, Scorer
 from .space import Space
@@ -43,6 +43,9 @@ def _check(den: Any, nfe: Any, shape: Sequence[int], sigma_min: float, sigma_max
     check_denoiser(den)
     if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
         raise ValueError(f"nfe must be a positive integer (the denoiser evaluations per sample), got {nfe!r}")
+    if nfe > MAX_NFE:
+        raise ValueError(f"nfe={nfe} exceeds the limit of {MAX_NFE} denoiser evaluations per sample "
+                         "(fewstep.solvers.plan.MAX_NFE); search a smaller nfe")
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
     try:
@@ -142,7 +145,8 @@ def _key(s: float) -> float:
 
 
 def write_plan_file(path: str | os.PathLike, plan: Plan, meta: dict[str, Any]) -> Path:
-    """Write plan JSON + {"search": meta} atomically (the format `fewstep sample --plan` and the zoo read)."""
+    """Write plan JSON + {"search": meta} atomically (the format `fewstep sample --plan` and the zoo read); NaN/inf
+    values in meta are written as null (strict JSON)."""
     from ..io import atomic_write_text
 
     return atomic_write_text(path, replace(plan, metadata={**plan.metadata, "search": meta}).to_json())

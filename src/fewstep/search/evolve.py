@@ -18,11 +18,13 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
 from ..solvers.plan import Plan
 from . import predictor as P
 from .space import Space
 
 STATE_VERSION = 1
+INIT_TRIES = 50  # random draws per wanted initial plan before stage 0 settles for what exists
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,10 @@ def run(space: Space, evaluate: Callable[[list[Plan]], list[float]], config: Con
         rng = _rng(seed, 0, "init")
         base = space.baselines()
         seen = {p.to_json() for p in base}
-        extra = []
-        while len(extra) < config.init_random:
+        extra: list[Plan] = []
+        for _ in range(INIT_TRIES * config.init_random):  # capped: a small NFE has fewer distinct plans
+            if len(extra) >= config.init_random:
+                break
             p = space.random(rng)
             if p.to_json() not in seen:
                 seen.add(p.to_json())
@@ -190,8 +194,12 @@ def save_state(path: str | os.PathLike, state: dict[str, Any], ref: torch.Tensor
 
 def load_state(path: str | os.PathLike, problem: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor | None]:
     """Read a saved search; refuse one that belongs to a different problem (model, nfe, noise, metric)."""
-    blob = torch.load(path, weights_only=True)
-    state = blob["state"]
+    try:
+        blob = torch.load(path, weights_only=True)
+        state = blob["state"]
+    except Exception as e:  # truncated or foreign file: torch raises OSError/RuntimeError/UnpicklingError
+        raise CheckpointError(f"{path} is not a readable search state, it is damaged ({type(e).__name__}); delete "
+                              "it or run without --resume to start afresh") from e
     if state.get("version") != STATE_VERSION:
         raise ValueError(f"{path}: search state version {state.get('version')!r} is not {STATE_VERSION}; "
                          "delete it to start afresh")

@@ -7,6 +7,8 @@ Common options: `sigmas` (explicit grid, overrides `grid`; its length then fixes
 `lower_order_final` (True: like diffusers, orders <= 2 on the last two steps when there are < 15 steps; the
 step to sigma = 0 is always order 1 in lambda, since h = inf there), `final_sigma` (0: end on data; > 0: stop
 there without denoising), `afs` ("none" | "zero": saves one NFE, USF), `prediction` ("data" | "noise").
+Few steps: heun at nfe <= 4 and noise-prediction singlestep at nfe 3 end [..., s, 0] without sigma_min
+(`_low_nfe_grid`); every other plan is unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import torch
 from torch import Tensor
 
 from .. import grids
-from .plan import Plan, Step
+from .plan import MAX_NFE, Plan, Step
+
+HEUN_LOW_NFE = 4  # heun at nfe <= 4 (and noise-prediction singlestep at nfe 3) uses `_low_nfe_grid`
 
 
 def _grid(n: int, sigma_min: float, sigma_max: float, grid: str, sigmas: Any = None,
@@ -44,9 +48,20 @@ def _explicit(sigmas: Any) -> Tensor:
     return s
 
 
+def _low_nfe_grid(n: int, sigma_min: float, sigma_max: float, grid: str, **grid_kw: Any) -> Tensor:
+    """n steps ending [..., s, 0] with s the grid family's last interior point: the (n+1)-step grid without its
+    sigma_min. At a few steps the usual [..., sigma_min, 0] makes a second-order step jump onto sigma_min (EDM Heun
+    at NFE 3: 80 -> 0.002, whatever the grid) and spends the last evaluation on a near-identity step to 0."""
+    s = grids.get(grid, n + 1, sigma_min, sigma_max, **grid_kw)
+    return torch.cat([s[:-2], s[-1:]])
+
+
 def _check_nfe(nfe: Any, least: int = 1) -> int:
     if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < least:
         raise ValueError(f"nfe must be an integer >= {least}, got {nfe!r}")
+    if nfe > MAX_NFE:
+        raise ValueError(f"nfe={nfe} exceeds the limit of {MAX_NFE} denoiser evaluations per sample "
+                         f"(fewstep.solvers.plan.MAX_NFE); use a smaller nfe")
     return nfe
 
 
@@ -116,7 +131,10 @@ def singlestep(name: str, order: int, prediction: str) -> Callable:
               sigmas: Any = None, final_sigma: float = 0.0, prediction: str = prediction,
               solver_type: str = "midpoint", **grid_kw: Any) -> Plan:
         n = _n_steps(nfe, "none", sigmas)
-        g = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
+        if sigmas is None and not final_sigma and nfe == 3 and prediction == "noise":  # one 2S block 80 -> 0.002
+            g = _low_nfe_grid(n, sigma_min, sigma_max, grid, **grid_kw)
+        else:
+            g = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
         blocks = _blocks(_order_list(order, n, lower_order_final, g[-1] == 0))
         relax = "dpm_solver_2" if solver_type == "midpoint" else "none"
         sig, steps, j = [float(g[0])], [], 0
@@ -181,13 +199,17 @@ def heun(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, sigmas: Any
          final_sigma: float = 0.0, **grid_kw: Any) -> Plan:
     """EDM Heun (Karras et al. 2022, Alg. 1): N = ceil((nfe+1)/2) steps, the first nfe-N are Heun, the rest Euler.
 
-    Odd nfe = 2N-1 is EDM exactly (only the step to sigma=0 is Euler); even nfe adds one more Euler step.
+    Odd nfe = 2N-1 is EDM exactly (only the step to sigma=0 is Euler); even nfe adds one more Euler step. At
+    nfe <= 4 the grid omits sigma_min (`_low_nfe_grid`): the step to 0 starts from the grid's last interior point.
     """
     n = (nfe + 2) // 2 if sigmas is None else len(_explicit(sigmas)) - 1
     k = nfe - n
     if not 0 <= k <= n - bool(sigmas is None or _explicit(sigmas)[-1] == 0):
         raise ValueError(f"heun with {n} steps cannot spend nfe={nfe}; use nfe in [{n}, {2 * n - 1}]")
-    sig = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
+    if sigmas is None and not final_sigma and nfe <= HEUN_LOW_NFE:
+        sig = _low_nfe_grid(n, sigma_min, sigma_max, grid, **grid_kw)
+    else:
+        sig = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
     e = Step(prediction="noise", variable="sigma")
     h = Step(order=2, prediction="noise", variable="sigma", ratios=(1.0,))
     return Plan(sig, tuple(h if i < k else e for i in range(n)), name="heun", order=2)

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 
 from ..denoiser import check_denoiser, check_finite
+from ..errors import PlanError
+from .finite import Flags, diverged, flag
 from .plan import Plan, Step
 
 Request = tuple[Tensor, Tensor]
@@ -119,49 +121,85 @@ def _corrector_nodes(st: Step, s: float, t: float, pts: list[tuple[float, _Eval]
     return [*pts, (_ratio(st, s, t, new.sigma), new)]
 
 
+def _last_reads(plan: Plan) -> dict[int, int]:
+    """Grid index j -> the last step that reads evaluation j as a multistep node (lag p at step j + p)."""
+    out: dict[int, int] = {}
+    for i, st in enumerate(plan.steps):
+        if not st.singlestep:
+            for p in st.used_points():
+                out[i - p] = max(out.get(i - p, i), i)
+    return out
+
+
 def run(plan: Plan, x_T: Tensor, generator: torch.Generator | None = None) -> Generator[Request, Tensor, Tensor]:
     """Execute `plan` from x_T (VE, = noise * sigma_max): yield (x, sigma) requests, receive D(x, sigma), return x0.
 
     sigma is a float64 0-d tensor; x is in x_T's dtype. `generator` is reserved for stochastic step kinds.
     """
+    if not torch.is_tensor(x_T) or not x_T.is_floating_point():
+        raise TypeError(f"x_T must be a floating-point tensor (noise * plan.sigmas[0]), got "
+                        f"{getattr(x_T, 'dtype', type(x_T).__name__)}; pass x_T.float()")
     out_dtype = x_T.dtype
     wd = x_T.dtype if x_T.dtype in (torch.float32, torch.float64) else torch.float32
     x = x_T.to(wd)
     sig = plan.sigmas.tolist()
-    grid: list[_Eval] = []  # evaluations at grid points, oldest first
+    last_read = _last_reads(plan)
+    grid: dict[int, _Eval] = {}  # grid index -> evaluation, only those a later step still reads
     pending: tuple[Step, Tensor, _Eval, list] | None = None  # (step, x_s, eval_s, nodes) awaiting UniC
+    flags: Flags = []
+    flag(flags, x, "x_T")
     for i, st in enumerate(plan.steps):
         s, t = sig[i], sig[i + 1]
         if i == 0 and plan.afs != "none":  # analytical first step: x0(x_T) = 0 or the data mean, no NFE
             mean = plan.afs_mean.to(device=x.device, dtype=wd) if plan.afs_mean is not None else x.new_zeros(())
+            if not _broadcasts(mean, x):
+                raise PlanError(f"plan field 'afs_mean': shape {tuple(mean.shape)} does not broadcast to the "
+                                f"samples {tuple(x.shape)}; expected one sample's shape {tuple(x.shape[1:])}")
             D = torch.broadcast_to(mean, x.shape)
         else:
             D = yield x.to(out_dtype), torch.tensor(s, dtype=torch.float64)
             D = D.to(wd)
+            flag(flags, D, "D", i, s)
         ev = _Eval(s, x, D)
-        grid.append(ev)
+        grid[i] = ev
         if pending is not None:  # UniC (Zhao et al. 2023, Eq. 12): reuse this evaluation to correct x_i
             pst, x_p, ev_p, nodes = pending
             x = advance(pst, x_p, ev_p, s, _corrector_nodes(pst, ev_p.sigma, s, nodes, ev), pst.order + 1,
                         pst.corrector_relaxation)
+            flag(flags, x, "unic", i - 1)
             pending = None
         if st.singlestep:
             inter: list[tuple[float, _Eval]] = []
             for j, r in enumerate(st.ratios):
                 s_u = _at_ratio(st, s, t, r)
                 x_u = advance(st, x, ev, s_u, [(rr * 1.0 / r, e) for rr, e in inter], j + 1, st.inner_relaxation)
+                flag(flags, x_u, "inter", i, j + 1)
                 D_u = yield x_u.to(out_dtype), torch.tensor(s_u, dtype=torch.float64)
                 inter.append((r, _Eval(s_u, x_u, D_u.to(wd))))
+                flag(flags, inter[-1][1].D, "D", i, s_u)
             nodes = [inter[p - 1] for p in st.used_points()]
         else:
             lags = st.used_points()
-            nodes = [(-float(p) if st.uniform else _ratio(st, s, t, grid[-1 - p].sigma), grid[-1 - p])
-                     for p in lags]
+            nodes = [(-float(p) if st.uniform else _ratio(st, s, t, grid[i - p].sigma), grid[i - p]) for p in lags]
         x_new = advance(st, x, ev, t, nodes, st.order, st.relaxation)
+        flag(flags, x_new, "step", i)
+        for j in [j for j in grid if last_read.get(j, j) <= i]:  # free what no later step reads (UniC keeps
+            del grid[j]  # its own references in `pending`)
         if st.corrector == "unic":
             pending = (st, x, ev, nodes)
         x = x_new
-    return x.to(out_dtype)
+    out = x.to(out_dtype)
+    if not bool(torch.isfinite(out).all()):  # the one host sync of the finiteness watch
+        raise diverged(plan, flags)
+    return out
+
+
+def _broadcasts(mean: Tensor, x: Tensor) -> bool:
+    try:
+        return torch.broadcast_shapes(mean.shape, x.shape) == x.shape
+    except RuntimeError:
+        return False
+
 
 
 def _check_range(den: Any, plan: Plan) -> None:

@@ -42,6 +42,8 @@ RELAXATIONS = ("none", "dpm_solver_2", "bh1", "bh2", "linear")
 CORRECTORS = ("none", "unic")
 AFS = ("none", "zero", "mean")
 METADATA_KEYS = ("search", "meta")  # free-form blocks a plan file may carry; never read by the engine
+MAX_SIGMA = torch.finfo(torch.float32).max
+MAX_NFE = 10_000  # denoiser evaluations per sample beyond which a plan is a typo, not a sampler
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,11 @@ _STEP_FIELDS = {f.name for f in fields(Step)}
 def _fail(i: int | None, name: str, msg: str) -> PlanError:
     where = f"step {i}: field {name!r}" if i is not None else f"plan field {name!r}"
     return PlanError(f"{where}: {msg}")
+
+
+def _too_many(n: int) -> PlanError:
+    return _fail(None, "steps", f"{n} steps/evaluations exceed the limit of {MAX_NFE} denoiser evaluations per "
+                 "sample (fewstep.solvers.plan.MAX_NFE); use fewer steps")
 
 
 def _check_step(i: int, st: Step, s: float, t: float, n_before: int) -> None:
@@ -130,6 +137,17 @@ def _check_step(i: int, st: Step, s: float, t: float, n_before: int) -> None:
                     "intermediate at ratio 1 (a singular Taylor system): use corrector 'none' or drop that point")
 
 
+def json_safe(obj: Any) -> Any:
+    """obj with every NaN/inf float replaced by None (null): strict JSON parsers reject NaN (RFC 8259)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     """Sigma grid (float64, decreasing, last usually 0) plus one Step per interval; `nfe` counts D calls."""
@@ -151,14 +169,21 @@ class Plan:
             raise _fail(None, "sigmas", f"need at least 2 finite values, got {s.tolist()}")
         if not (s[1:] < s[:-1]).all() or s[-1] < 0:
             raise _fail(None, "sigmas", f"must be strictly decreasing and >= 0, got {s.tolist()}")
+        if s[0] > MAX_SIGMA:
+            raise _fail(None, "sigmas", f"sigma_0={s[0].item():.6g} exceeds float32's range ({MAX_SIGMA:.3g}), where "
+                        "the denoiser is evaluated; sigmas are noise levels in the model's range (EDM: 80)")
         if len(self.steps) != s.numel() - 1:
             raise _fail(None, "steps", f"need one step per interval: {s.numel() - 1}, got {len(self.steps)}")
+        if len(self.steps) > MAX_NFE:
+            raise _too_many(len(self.steps))
         if self.afs not in AFS:
             raise _fail(None, "afs", f"must be one of {', '.join(AFS)}, got {self.afs!r}")
         if (self.afs == "mean") != (self.afs_mean is not None):
             raise _fail(None, "afs_mean", "give afs_mean exactly when afs is 'mean'")
         if self.afs_mean is not None:
             object.__setattr__(self, "afs_mean", torch.as_tensor(self.afs_mean, dtype=torch.float64))
+            if not torch.isfinite(self.afs_mean).all():
+                raise _fail(None, "afs_mean", "must hold finite numbers (the data mean)")
         for key, block in self.metadata.items():
             if key not in METADATA_KEYS or not isinstance(block, dict):
                 raise _fail(None, key, f"metadata must be JSON objects under {' or '.join(METADATA_KEYS)}, got "
@@ -169,6 +194,8 @@ class Plan:
             _check_step(i, st, float(s[i]), float(s[i + 1]), i)
             if st.corrector != "none" and i == len(self.steps) - 1:
                 raise _fail(i, "corrector", "the last step has no next evaluation for UniC to reuse; use 'none'")
+        if self.nfe > MAX_NFE:
+            raise _too_many(self.nfe)
 
     @property
     def nfe(self) -> int:
@@ -203,9 +230,9 @@ class Plan:
 
     def to_json(self, indent: int | None = 1) -> str:
         """Readable JSON (version 1; steps list only non-default fields)."""
-        d = self.to_dict()
+        d = json_safe(self.to_dict())
         steps = d.pop("steps")
-        head = json.dumps(d, indent=indent, default=float)[:-1].rstrip()
+        head = json.dumps(d, indent=indent, default=float, allow_nan=False)[:-1].rstrip()
         body = ",\n".join("  " + json.dumps(st) for st in steps)
         return f'{head},\n "steps": [\n{body}\n ]\n}}\n'
 
