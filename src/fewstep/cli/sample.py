@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .checks import finite, nonempty, writable_or_empty
 from .options import common, emit, json_option
 from .plans import GRIDS, PLANS
 
@@ -68,7 +69,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 @click.command()
-@click.option("--model", required=True, help="zoo name (digits-edm), a fewstep .safetensors file or a diffusers folder")
+@click.option("--model", required=True, callback=nonempty,
+              help="zoo name (digits-edm), a fewstep .safetensors file or a diffusers folder")
 @click.option("--plan", "plan_spec", default=None,
               help=f"plan name ({', '.join(PLANS)}), a plan .json file, or 'searched' (the shipped plan; "
                    "`fewstep plans list`) [the model's recorded default: dpm_solver_pp_2m for a denoiser; a "
@@ -79,14 +81,15 @@ DTYPES = ("float32", "bfloat16", "float16")
 @click.option("--n", "n", default=256, show_default=True, type=int, help="number of samples")
 @click.option("--batch", default=256, show_default=True, type=int, help="samples per solver call")
 @click.option("--class-label", default=None, help="class index, or 'all' to cycle through the classes")
-@click.option("--cfg", "cfg_scale", default=1.0, show_default=True, type=float,
+@click.option("--cfg", "cfg_scale", default=1.0, show_default=True, type=float, callback=finite,
               help="classifier-free guidance scale (1 = none)")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(DTYPES),
               help="precision of the network (the solver keeps float32)")
 @click.option("--data", "dataset", default=None, help="data set for FD [default: the model's own]")
-@click.option("--out", default="samples.png", show_default=True, help="image grid PNG ('' for none)")
+@click.option("--out", default="samples.png", show_default=True, callback=writable_or_empty,
+              help="image grid PNG ('' for none)")
 @click.option("--grid-n", default=64, show_default=True, type=int, help="images in the grid")
-@click.option("--save", default=None, help="also save the samples to FILE.pt or FILE.npz")
+@click.option("--save", default=None, callback=writable_or_empty, help="also save the samples to FILE.pt or FILE.npz")
 @click.option("--no-metrics", is_flag=True, help="skip FD / precision / recall / confidence")
 @click.option("--quiet", is_flag=True, help="no progress bar (it is drawn on stderr)")
 @common

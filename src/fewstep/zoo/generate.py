@@ -63,6 +63,8 @@ def draw(model: Any, n: int, nfe: int | None = None, plan: Any = None, seed: int
     plan="searched" looks up [the model's]; `progress`: a bar over the batches on stderr."""
     if not isinstance(n, int) or not isinstance(batch, int) or n <= 0 or batch <= 0:
         raise ValueError(f"n and batch must be positive integers, got n={n!r}, batch={batch!r}")
+    if nfe is not None and (not isinstance(nfe, int) or nfe < 1):
+        raise ValueError(f"--nfe must be a positive number of denoiser evaluations (a student's steps), got {nfe!r}")
     spec = model_name(model) if isinstance(model, (str, os.PathLike)) else None
     m = _placed(resolve(model, device), device, dtype, owned=spec is not None)
     kind = kinds.model_kind(m)
