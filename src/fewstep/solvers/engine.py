@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..denoiser import check_denoiser, check_finite
 from ..errors import PlanError
-from .finite import Flags, diverged, flag
+from .finite import Flags, diverged, finite
 from .plan import Plan, Step
 
 Request = tuple[Tensor, Tensor]
@@ -146,8 +146,8 @@ def run(plan: Plan, x_T: Tensor, generator: torch.Generator | None = None) -> Ge
     last_read = _last_reads(plan)
     grid: dict[int, _Eval] = {}  # grid index -> evaluation, only those a later step still reads
     pending: tuple[Step, Tensor, _Eval, list] | None = None  # (step, x_s, eval_s, nodes) awaiting UniC
-    flags: Flags = []
-    flag(flags, x, "x_T")
+    flag = Flags(plan, x.device)
+    flag(x, "x_T")
     for i, st in enumerate(plan.steps):
         s, t = sig[i], sig[i + 1]
         if i == 0 and plan.afs != "none":  # analytical first step: x0(x_T) = 0 or the data mean, no NFE
@@ -159,38 +159,38 @@ def run(plan: Plan, x_T: Tensor, generator: torch.Generator | None = None) -> Ge
         else:
             D = yield x.to(out_dtype), torch.tensor(s, dtype=torch.float64)
             D = D.to(wd)
-            flag(flags, D, "D", i, s)
+            flag(D, "D", i, s)
         ev = _Eval(s, x, D)
         grid[i] = ev
         if pending is not None:  # UniC (Zhao et al. 2023, Eq. 12): reuse this evaluation to correct x_i
             pst, x_p, ev_p, nodes = pending
             x = advance(pst, x_p, ev_p, s, _corrector_nodes(pst, ev_p.sigma, s, nodes, ev), pst.order + 1,
                         pst.corrector_relaxation)
-            flag(flags, x, "unic", i - 1)
+            flag(x, "unic", i - 1)
             pending = None
         if st.singlestep:
             inter: list[tuple[float, _Eval]] = []
             for j, r in enumerate(st.ratios):
                 s_u = _at_ratio(st, s, t, r)
                 x_u = advance(st, x, ev, s_u, [(rr * 1.0 / r, e) for rr, e in inter], j + 1, st.inner_relaxation)
-                flag(flags, x_u, "inter", i, j + 1)
+                flag(x_u, "inter", i, j + 1)
                 D_u = yield x_u.to(out_dtype), torch.tensor(s_u, dtype=torch.float64)
                 inter.append((r, _Eval(s_u, x_u, D_u.to(wd))))
-                flag(flags, inter[-1][1].D, "D", i, s_u)
+                flag(inter[-1][1].D, "D", i, s_u)
             nodes = [inter[p - 1] for p in st.used_points()]
         else:
             lags = st.used_points()
             nodes = [(-float(p) if st.uniform else _ratio(st, s, t, grid[i - p].sigma), grid[i - p]) for p in lags]
         x_new = advance(st, x, ev, t, nodes, st.order, st.relaxation)
-        flag(flags, x_new, "step", i)
+        flag(x_new, "step", i)
         for j in [j for j in grid if last_read.get(j, j) <= i]:  # free what no later step reads (UniC keeps
             del grid[j]  # its own references in `pending`)
         if st.corrector == "unic":
             pending = (st, x, ev, nodes)
         x = x_new
     out = x.to(out_dtype)
-    if not bool(torch.isfinite(out).all()):  # the one host sync of the finiteness watch
-        raise diverged(plan, flags)
+    if not finite(out):  # the one host sync of the finiteness watch
+        raise diverged(plan, flag)
     return out
 
 
