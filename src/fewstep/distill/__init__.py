@@ -4,8 +4,7 @@ torch-free configs (distill.config) import without torch."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import attach
 
 _ATTRS = {  # name -> its module, relative to this package (".solvers.renoise" is fewstep.solvers.renoise)
     "ConsistencyConfig": "config", "DMDConfig": "config", "make_config": "config",
@@ -18,11 +17,4 @@ _ATTRS = {  # name -> its module, relative to this package (".solvers.renoise" i
 __all__ = sorted(_ATTRS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _ATTRS:
-        return getattr(importlib.import_module(f".{_ATTRS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_ATTRS))
+__getattr__, __dir__ = attach(__name__, _ATTRS)

@@ -4,8 +4,7 @@ Submodules load on first use, so the torch-free TrainConfig (train.config) impor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import attach
 
 _ATTRS = {
     "TrainConfig": "config", "TrainResult": "loop", "load_checkpoint": "loop", "train": "loop",
@@ -16,11 +15,4 @@ _ATTRS = {
 __all__ = sorted(_ATTRS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _ATTRS:
-        return getattr(importlib.import_module(f".{_ATTRS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_ATTRS))
+__getattr__, __dir__ = attach(__name__, _ATTRS)
