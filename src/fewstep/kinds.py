@@ -19,7 +19,8 @@ from torch import nn
 
 from .errors import CheckpointError
 from .io import build_denoiser, load_state, read_config
-from .latent import LatentDenoiser
+from .latent.autoencoder import KLAutoencoder
+from .latent.denoiser import LatentDenoiser
 
 Builder = Callable[[dict[str, Any], "dict[str, torch.Tensor] | None", "Path | None"], Any]
 
@@ -95,6 +96,13 @@ def _denoiser(config: dict[str, Any], state: dict[str, torch.Tensor] | None, bas
     return build_denoiser(config, state)
 
 
+def _autoencoder(config: dict[str, Any], state: dict[str, torch.Tensor] | None, base: Path | None) -> nn.Module:
+    """An autoencoder is a folder (AutoencoderKL + fewstep.json): `base` is that folder."""
+    if base is None or not (base / "config.json").is_file():
+        raise CheckpointError("an autoencoder is a diffusers AutoencoderKL folder; load the folder itself")
+    return KLAutoencoder.from_pretrained(base)
+
+
 def _latent_denoiser(config: dict[str, Any], state: dict[str, torch.Tensor] | None, base: Path | None) -> nn.Module:
     """A denoiser on latents (its weights are the file's: save `latent.den`) + the autoencoder its config references
     by a path relative to the checkpoint."""
@@ -113,5 +121,7 @@ def _latent_denoiser(config: dict[str, Any], state: dict[str, torch.Tensor] | No
 
 register(Kind("denoiser", _denoiser, "plan", doc="D(x, sigma, cond) -> x0 (a Preconditioned network)"))
 register(Kind("consistency", _denoiser, "renoise", doc="a consistency student f(x, sigma) -> x0 (CM Sec. 3)"))
+register(Kind("autoencoder", _autoencoder, None,
+              doc="a KL autoencoder (a diffusers AutoencoderKL folder): encode(x) -> z, decode(z) -> x"))
 register(Kind("latent_denoiser", _latent_denoiser, "plan",
               doc="a denoiser on an autoencoder's latents; samples are decoded (LDM, Rombach et al. 2022)"))

@@ -8,7 +8,6 @@ pipeline's native latent alpha * x_VE. diffusers is imported inside functions on
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from ..denoiser import append_dims, batch_sigma
+from ..latent.autoencoder import META, KLAutoencoder, is_autoencoder_dir
+from ..latent.denoiser import LatentDenoiser
+from ..nets.diffusers_unet import UNetNet
 from ..precond import Preconditioned
 from .schedule import TrainSchedule, config_dict, schedule_from_config
 
@@ -117,36 +119,12 @@ def _scheduler_config(scheduler: Any, candidates: list[Path]) -> dict[str, Any]:
     return _read_json(f)
 
 
-class UNetNet(nn.Module):
-    """Adapter F(x_in, c_noise, cond) -> raw UNet output; `cond` is a tensor or a dict of UNet kwargs."""
-
-    def __init__(self, unet: nn.Module, learned_variance: bool = False) -> None:
-        super().__init__()
-        self.unet, self.learned_variance = unet, learned_variance
-        params = inspect.signature(unet.forward).parameters
-        self.cond_key = "encoder_hidden_states" if "encoder_hidden_states" in params else "class_labels"
-
-    def forward(self, x_in: Tensor, t: Tensor, cond: Any = None) -> Tensor:
-        if cond is None:
-            kwargs: dict[str, Any] = {}
-        elif isinstance(cond, dict):
-            kwargs = dict(cond)
-        else:
-            kwargs = {self.cond_key: cond}
-        for k, v in kwargs.items():  # embeddings in the network's dtype (an fp16 UNet given float32 prompt embeds)
-            if torch.is_tensor(v) and v.is_floating_point() and v.dtype != x_in.dtype:
-                kwargs[k] = v.to(x_in.dtype)
-        out = self.unet(x_in, t, return_dict=False, **kwargs)[0]
-        if self.learned_variance and out.shape[1] == 2 * x_in.shape[1]:
-            out = out[:, : x_in.shape[1]]  # learned-variance heads: the first half is the mean parameterisation
-        return out
-
-
 class DiffusersDenoiser(Preconditioned):
     """A diffusers UNet as D(x, sigma, cond) -> x0 (VE); `.schedule` holds the training schedule."""
 
     def __init__(
         self, unet: nn.Module, schedule: TrainSchedule, sigma_min: float | None = None, sigma_max: float | None = None,
+        null_label: int | None = None,
     ) -> None:
         cfg = getattr(unet, "config", {})
         size = cfg.get("sample_size", None) if hasattr(cfg, "get") else None
@@ -154,7 +132,7 @@ class DiffusersDenoiser(Preconditioned):
         hw = (size, size) if isinstance(size, int) else tuple(size) if size is not None else None
         shape = (chans, *hw) if chans is not None and hw is not None else None
         super().__init__(
-            UNetNet(unet, schedule.learned_variance), schedule.precond(),
+            UNetNet(unet, schedule.learned_variance, null_label), schedule.precond(),
             schedule.sigma_min if sigma_min is None else sigma_min,
             schedule.sigma_max if sigma_max is None else sigma_max, shape,
         )
@@ -193,11 +171,13 @@ def from_diffusers(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     torch_dtype: torch.dtype | None = None,
-) -> DiffusersDenoiser:
+) -> DiffusersDenoiser | LatentDenoiser:
     """A diffusers model (local dir, pipeline object or UNet module) -> fewstep denoiser (Karras et al. 2022, Eq. 7).
 
     `scheduler` (object, config dict, dir or JSON file) overrides the scheduler found beside the model; it is
-    required for a bare module. sigma_min/sigma_max default to the training schedule's range. `torch_dtype` (alias
+    required for a bare module. sigma_min/sigma_max default to the training schedule's range. A pipeline folder with
+a `vae/` AutoencoderKL is a latent stack: the result is a LatentDenoiser that fs.generate decodes; its
+`fewstep.json` (if any) adds the class count (the null label for guidance), data set and default sampler. `torch_dtype` (alias
     `dtype`) is the network's dtype (given to from_pretrained); the denoiser returns x's dtype. UNet backbones only.
     """
     if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
@@ -205,8 +185,10 @@ def from_diffusers(
     dtype = torch_dtype if torch_dtype is not None else dtype
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"torch_dtype must be a torch.dtype such as torch.float16, got {dtype!r}")
+    root: Path | None = None
     if isinstance(path_or_module, (str, Path)):
         unet_dir, candidates = _resolve_dir(Path(path_or_module))
+        root = Path(path_or_module) if unet_dir != Path(path_or_module) else None
         cfg = _scheduler_config(scheduler, candidates)
         unet = _load_unet(unet_dir, dtype)
     elif hasattr(path_or_module, "unet") and not isinstance(path_or_module, nn.Module):
@@ -229,4 +211,13 @@ def from_diffusers(
         unet = unet.to(dtype)
     unet.eval().requires_grad_(False)
     sched = schedule_from_config(cfg, prediction_type, round_timesteps)
-    return DiffusersDenoiser(unet, sched, sigma_min, sigma_max)
+    meta = _read_json(root / META) if root is not None and (root / META).is_file() else {}
+    classes = int(meta.get("num_classes", 0) or 0)
+    den = DiffusersDenoiser(unet, sched, sigma_min, sigma_max, null_label=classes or None)
+    den.config.update({k: v for k, v in meta.items() if k != "kind"})
+    if root is not None and is_autoencoder_dir(root / "vae"):  # a latent stack: decode with its AutoencoderKL
+        ae = KLAutoencoder.from_pretrained(root / "vae").to(device or "cpu")
+        out = LatentDenoiser(den, ae)
+        out.config = {**den.config, "kind": "latent_denoiser"}
+        return out
+    return den

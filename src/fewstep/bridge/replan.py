@@ -124,6 +124,8 @@ def foreign_record(schedule: Any, solver: str = DEFAULT_SOLVER, grid: str = DEFA
 def sigma_of_timestep(schedule: Any, t: torch.Tensor) -> torch.Tensor:
     """VE sigma at model timesteps t (the inverse of `TrainSchedule.timestep`), float64."""
     t = torch.as_tensor(t, dtype=torch.float64).cpu()
+    if schedule.sigma_data is not None:  # EDM: t = ln(sigma) / 4
+        return (4 * t).exp()
     if schedule.is_flow:
         t = t / schedule.num_train_timesteps
     return schedule.process.sigma(t)

@@ -3,7 +3,9 @@
 VP schedulers (DDPM/DDIM/DPM-Solver/...): x_vp = sqrt(abar_t) x0 + sqrt(1 - abar_t) n, so sigma = sqrt((1-abar)/abar)
 and the model timestep is the continuous training index t(sigma) of `VPDiscrete` (Ho et al. 2020; k-diffusion's
 DiscreteSchedule). Flow-matching schedulers (FlowMatchEulerDiscrete, `use_flow_sigmas`): x_t = (1-t) x0 + t n, the
-model timestep is t * num_train_timesteps with t = sigma / (1 + sigma) (Esser et al. 2024, Sec. 3). The scheduler's
+model timestep is t * num_train_timesteps with t = sigma / (1 + sigma) (Esser et al. 2024, Sec. 3). EDM schedulers
+(EDMEulerScheduler, EDMDPMSolverMultistepScheduler): VE, the model sees c_in x and c_noise = ln(sigma) / 4 and
+its output is EDM's F (Karras et al. 2022, Table 1, "epsilon" in diffusers' naming). The scheduler's
 `shift` only reshapes the inference grid (t -> shift t / (1 + (shift-1) t)); it never changes the t the model sees,
 so here it only sets sigma_min (the shifted smallest training t). Imports diffusers lazily.
 """
@@ -18,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .. import precond as P
-from ..noise import NoiseProcess, RectifiedFlow, VPDiscrete
+from ..noise import VE, NoiseProcess, RectifiedFlow, VPDiscrete
 
 PREDICTION_TYPES = {"epsilon": "eps", "sample": "x0", "v_prediction": "v", "flow_prediction": "flow", "flow": "flow"}
 _FLOW_T_MAX = 0.999  # t = 1 is sigma = inf; RectifiedFlow's default upper end
@@ -51,6 +53,11 @@ def is_flow_config(config: dict[str, Any]) -> bool:
     )
 
 
+def is_edm_config(config: dict[str, Any]) -> bool:
+    """True for diffusers' EDM schedulers (EDMEulerScheduler, EDMDPMSolverMultistepScheduler)."""
+    return str(config.get("_class_name", "")).startswith("EDM")
+
+
 @dataclass(frozen=True)
 class TrainSchedule:
     """The training noise schedule of a diffusers model, in fewstep terms (sigma is VE throughout)."""
@@ -61,6 +68,7 @@ class TrainSchedule:
     round_timesteps: bool = False
     learned_variance: bool = False
     config: dict[str, Any] = field(default_factory=dict)
+    sigma_data: float | None = None  # EDM schedulers only: the model is EDM-preconditioned with this sigma_data
 
     @property
     def is_flow(self) -> bool:
@@ -76,6 +84,8 @@ class TrainSchedule:
 
     def timestep(self, sigma: Tensor | float) -> Tensor:
         """The model's (continuous) timestep at VE noise level sigma; rounded only if `round_timesteps`."""
+        if self.sigma_data is not None:  # EDM: c_noise = ln(sigma) / 4 (diffusers' precondition_noise)
+            return 0.25 * torch.as_tensor(sigma, dtype=torch.float64).log()
         dev = sigma.device if torch.is_tensor(sigma) else torch.device("cpu")
         t = self.process.t(sigma.cpu() if torch.is_tensor(sigma) else sigma).to(dev)  # the tables live on the CPU
         if self.is_flow:
@@ -88,6 +98,8 @@ class TrainSchedule:
 
     def precond(self) -> P.Precond:
         """The preconditioning of this prediction type with c_noise = the model timestep (precond.py, Eq. 7)."""
+        if self.sigma_data is not None:
+            return P.edm(self.sigma_data)
         return P.get(PREDICTION_TYPES[self.prediction_type], c_noise=lambda s: self.timestep(s))
 
 
@@ -102,6 +114,12 @@ def schedule_from_config(
             f"unsupported prediction_type {pt!r}; fewstep reads {', '.join(PREDICTION_TYPES)}; pass prediction_type="
         )
     n = int(cfg.get("num_train_timesteps", 1000))
+    if is_edm_config(cfg):
+        if pt != "epsilon":
+            raise ValueError(f"{cfg.get('_class_name')} with prediction_type {pt!r}: fewstep reads EDM schedulers "
+                             "with prediction_type 'epsilon' (EDM's F-prediction) only")
+        process_edm = VE(t_min=float(cfg.get("sigma_min", 0.002)), t_max=float(cfg.get("sigma_max", 80.0)))
+        return TrainSchedule(process_edm, pt, n, False, False, cfg, float(cfg.get("sigma_data", 0.5)))
     learned = str(cfg.get("variance_type", "")) in ("learned", "learned_range")
     if is_flow_config(cfg) or pt in ("flow_prediction", "flow"):
         shift = float(cfg.get("flow_shift", cfg.get("shift", 1.0)) or 1.0)

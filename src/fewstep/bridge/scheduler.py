@@ -241,8 +241,23 @@ class FewStepScheduler(SchedulerMixin, ConfigMixin):
         return out.to(original_samples.dtype)
 
     def scale_model_input(self, sample: Tensor, timestep: Any = None) -> Tensor:
-        """Identity: the pipeline's latent already is the UNet input c_in(sigma) x_VE."""
-        return sample
+        """Identity: the pipeline's latent already is the UNet input c_in(sigma) x_VE; for an EDM training
+        schedule the latent is x_VE itself and this applies c_in(sigma) (as diffusers' EDM schedulers do)."""
+        if not self._edm:
+            return sample
+        s = self._sigma_of(self.timesteps[self._step_index or 0] if timestep is None else timestep)
+        return (append_dims(self.precond.c_in(batch_sigma(s, sample)), sample.ndim) * sample.to(torch.float64)
+                ).to(sample.dtype)
+
+    @property
+    def _edm(self) -> bool:
+        return self.schedule.sigma_data is not None
+
+    def _native(self, sigma: Tensor, x: Tensor) -> Tensor:
+        """x_native / x_VE of the pipeline's latent at sigma: c_in(sigma) (VP / flow convention), 1 for EDM."""
+        if self._edm:
+            return torch.ones((), dtype=torch.float64)
+        return append_dims(self.precond.c_in(batch_sigma(sigma, x)), x.ndim)
 
     def _changed(self, sample: Tensor) -> bool:
         """True when the pipeline hands back another latent than the last `prev_sample` (inpainting blends)."""
@@ -256,15 +271,13 @@ class FewStepScheduler(SchedulerMixin, ConfigMixin):
         from ..solvers.engine import run
 
         plan, scale = (self.plan, self._x_T_scale) if k == 0 else (replan.tail(self.plan, self._grid_step(k)), 1.0)
-        s0 = batch_sigma(self.sigmas[k], sample)
-        x_T = sample.to(torch.float64) * (scale / append_dims(self.precond.c_in(s0), sample.ndim))
+        x_T = sample.to(torch.float64) * (scale / self._native(self.sigmas[k], sample))
         self._engine = run(plan, x_T.to(sample.dtype), generator=generator)
         self._x, _ = next(self._engine)
         self._step_index = k
         if k == 0 and self._afs_call:  # the pipeline evaluated x_T although the plan needs no D there (see _use)
             self._step_index = 1
-            c_in = append_dims(self.precond.c_in(batch_sigma(self.sigmas[1], self._x)), sample.ndim)
-            return (c_in * self._x.to(torch.float64)).to(sample.dtype)
+            return (self._native(self.sigmas[1], self._x) * self._x.to(torch.float64)).to(sample.dtype)
         return None
 
     def step(
@@ -298,8 +311,7 @@ class FewStepScheduler(SchedulerMixin, ConfigMixin):
                 raise RuntimeError(f"engine asked for sigma={float(s_next)} but the dry run predicted "
                                    f"{float(self.sigmas[i + 1])}; the plan's requests depend on the data")
             self._x = x_next
-            c_in = append_dims(self.precond.c_in(batch_sigma(s_next, x_next)), x.ndim)
-            prev = (c_in * x_next.to(torch.float64)).to(sample.dtype)
+            prev = (self._native(s_next, x_next) * x_next.to(torch.float64)).to(sample.dtype)
         self._step_index, self._prev = i + 1, prev
         if not return_dict:
             return (prev,)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "zoo": "fewstep.cli.zoo:zoo",
     "plans": "fewstep.cli.plans:plans",
     "metrics": "fewstep.cli.metrics:metrics",
+    "latent": "fewstep.cli.latent:latent",
 }
 
 HELP = {
@@ -36,6 +37,7 @@ HELP = {
     "zoo": "List, evaluate or rebuild the shipped models and plans from their recorded commands.",
     "plans": "List the solver plan constructors, sigma grids and shipped searched plans.",
     "metrics": "Retrain the shipped feature classifiers; print FD noise floors.",
+    "latent": "Train the latent stack: a KL autoencoder and a class-conditional latent teacher (diffusers).",
 }
 
 

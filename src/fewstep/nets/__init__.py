@@ -10,10 +10,11 @@ from torch import nn
 
 from . import conditions
 from .conditions import drop_cond
+from .diffusers_unet import DiffusersUNet2D
 from .mlp import MLP
 from .unet import UNet
 
-NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
+NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "diffusers_unet2d": DiffusersUNet2D}
 
 
 def get(name: str, **kwargs: object) -> nn.Module:
@@ -28,4 +29,4 @@ def count_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-__all__ = ["MLP", "NETS", "UNet", "conditions", "count_params", "drop_cond", "get"]
+__all__ = ["MLP", "NETS", "DiffusersUNet2D", "UNet", "conditions", "count_params", "drop_cond", "get"]

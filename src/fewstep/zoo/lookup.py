@@ -14,6 +14,7 @@ from torch import Tensor
 from .. import kinds
 from ..bridge.load import from_diffusers, is_diffusers_dir
 from ..errors import PlanError
+from ..latent.autoencoder import KLAutoencoder, is_autoencoder_dir
 from ..nets import conditions
 from ..solvers import constructors
 from ..solvers.plan import Plan
@@ -22,17 +23,20 @@ FILES = Path(__file__).resolve().parent / "files"
 
 
 def names() -> list[str]:
-    """Names of the shipped models (files/<name>.safetensors)."""
-    return sorted(p.name[: -len(".safetensors")] for p in FILES.glob("*.safetensors"))
+    """Names of the shipped models: files/<name>.safetensors, and folders files/<name>/ (diffusers folders: the
+    latent stack's autoencoders and teachers) with a manifest files/<name>.json."""
+    files = {p.name[: -len(".safetensors")] for p in FILES.glob("*.safetensors")}
+    folders = {p.name for p in FILES.iterdir() if p.is_dir() and (FILES / f"{p.name}.json").is_file()}
+    return sorted(files | folders)
 
 
 def path(name: str) -> Path:
-    """The weights file of a shipped model; KeyError listing the shipped names otherwise."""
-    p = FILES / f"{name}.safetensors"
-    if not p.is_file():
-        raise KeyError(f"no shipped model named {name!r}; shipped: {', '.join(names()) or '(none)'}; "
-                       "or pass a path to a .safetensors file saved by fewstep")
-    return p
+    """The weights file (or diffusers folder) of a shipped model; KeyError listing the shipped names otherwise."""
+    for p in (FILES / f"{name}.safetensors", FILES / name):
+        if name and (p.is_file() or (p.is_dir() and (FILES / f"{name}.json").is_file())):
+            return p
+    raise KeyError(f"no shipped model named {name!r}; shipped: {', '.join(names()) or '(none)'}; "
+                   "or pass a path to a .safetensors file saved by fewstep")
 
 
 def manifest(name: str) -> dict[str, Any]:
@@ -51,15 +55,18 @@ def model_name(spec: str | os.PathLike) -> str:
 
 
 def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
-    """Any fewstep model from a shipped name (e.g. "digits-edm") or a checkpoint path, as its kind's object
-    (fewstep.kinds); a shipped model's config carries its zoo name under "zoo_name"."""
+    """Any fewstep model from a shipped name (e.g. "digits-edm") or a path (a checkpoint, an autoencoder or a
+    diffusers folder), as its kind's object (fewstep.kinds); a shipped model's config carries its zoo name."""
     s = os.fspath(name_or_path)
     if not s:
         raise KeyError("the model name is empty; give a shipped name (`fewstep zoo list`) or a .safetensors path")
-    if (FILES / f"{s}.safetensors").is_file():
-        model = kinds.load(FILES / f"{s}.safetensors", device)
+    if s in names():
+        p = path(s)
+        model = load_folder(p, device) if p.is_dir() else kinds.load(p, device)
         model.config["zoo_name"] = s
         return model
+    if Path(s).is_dir():
+        return load_folder(Path(s), device)
     looks_like_path = s.endswith(".safetensors") or os.sep in s or (os.altsep is not None and os.altsep in s)
     if looks_like_path or Path(s).exists():
         return kinds.load(s, device)
@@ -67,17 +74,23 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
                    "file; give a shipped name or a path to a .safetensors file fewstep saved")
 
 
+def load_folder(folder: Path, device: str | torch.device = "cpu") -> Any:
+    """A folder model: a diffusers AutoencoderKL folder (an autoencoder) or a diffusers model folder (a denoiser;
+    a latent denoiser when it holds vae/)."""
+    if is_autoencoder_dir(folder):
+        return KLAutoencoder.from_pretrained(folder).to(device).requires_grad_(False)
+    if not is_diffusers_dir(folder):
+        raise FileNotFoundError(f"{folder} is a folder but not a diffusers model (no model_index.json, "
+                                "unet/config.json or an AutoencoderKL config.json); give a zoo name, a .safetensors "
+                                "file or a diffusers folder")
+    return from_diffusers(folder, device=device)
+
+
 def resolve(spec: Any, device: str | torch.device = "cpu") -> Any:
     """A model from a zoo name, a fewstep checkpoint, a local diffusers folder, or a loaded model (returned as is)."""
     if not isinstance(spec, (str, os.PathLike)):
         return spec
-    s = os.fspath(spec)
-    if s and Path(s).is_dir():
-        if not is_diffusers_dir(s):
-            raise FileNotFoundError(f"{s} is a folder but not a diffusers model (no model_index.json or "
-                                    "unet/config.json); give a zoo name, a .safetensors file or a diffusers folder")
-        return from_diffusers(s, device=device)
-    return load(s, device)
+    return load(spec, device)
 
 
 def zoo_name(model: Any) -> str | None:
@@ -94,7 +107,10 @@ def dataset_of(model: Any) -> str | None:
 def num_classes(model: Any) -> int:
     """Number of classes of a class-conditional fewstep model, declared by num_classes= or a label condition
     (fewstep.nets.conditions); 0 when unconditional or unknown."""
-    kwargs = ((getattr(model, "config", None) or {}).get("net") or {}).get("kwargs") or {}
+    config = getattr(model, "config", None) or {}
+    if config.get("num_classes"):  # a diffusers stack's fewstep.json
+        return int(config["num_classes"])
+    kwargs = (config.get("net") or {}).get("kwargs") or {}
     label = conditions.parse(kwargs.get("conds"), int(kwargs.get("num_classes", 0) or 0)).get(conditions.LABEL)
     return int(label["num_classes"]) if label else 0
 
