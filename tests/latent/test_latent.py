@@ -12,11 +12,11 @@ import torch.nn.functional as F
 
 import fewstep as fs
 from fewstep.data.sets import ImageData
+from fewstep.latent import train_ae
 from fewstep.latent.autoencoder import KLAutoencoder
 from fewstep.latent.config import AEConfig, LDMConfig
 from fewstep.latent.stack import encode_dataset
 from fewstep.latent.teacher import train_teacher
-from fewstep.latent import train_ae
 from fewstep.latent.train_ae import train_autoencoder
 from fewstep.solvers.constructors import get as plan_get
 from fewstep.train.config import TrainConfig

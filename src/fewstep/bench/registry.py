@@ -48,6 +48,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
                      "teacher's ODE trajectory to its end, in one step (Algorithm 1 for more steps).",
         "digits-ict": "Improved consistency training (Song & Dhariwal, ICLR 2024): the same model trained from data "
                       "alone, no teacher."}),
+    Benchmark("latent", "fewstep.cli.bench_latent:latent",
+              "Latent stack: autoencoder, latent teacher vs guidance, plans vs diffusers EDM.", papers={
+        "mnist-ldm": "Latent diffusion (Rombach et al., CVPR 2022) with EDM training: a class-conditional UNet2DModel "
+                     "on a KL autoencoder's 4x8x8 latents, classifier-free guidance (Ho & Salimans 2022)."}),
     Benchmark("bridge"),
     Benchmark("demo"),
 )

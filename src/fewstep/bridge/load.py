@@ -175,10 +175,11 @@ def from_diffusers(
     """A diffusers model (local dir, pipeline object or UNet module) -> fewstep denoiser (Karras et al. 2022, Eq. 7).
 
     `scheduler` (object, config dict, dir or JSON file) overrides the scheduler found beside the model; it is
-    required for a bare module. sigma_min/sigma_max default to the training schedule's range. A pipeline folder with
-a `vae/` AutoencoderKL is a latent stack: the result is a LatentDenoiser that fs.generate decodes; its
-`fewstep.json` (if any) adds the class count (the null label for guidance), data set and default sampler. `torch_dtype` (alias
+    required for a bare module. sigma_min/sigma_max default to the training schedule's range. `torch_dtype` (alias
     `dtype`) is the network's dtype (given to from_pretrained); the denoiser returns x's dtype. UNet backbones only.
+    A pipeline folder with a `vae/` AutoencoderKL is a latent stack: the result is a LatentDenoiser that
+    fs.generate decodes; its `fewstep.json` adds the class count (the null label for guidance), data set and
+    default sampler.
     """
     if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
         raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them")

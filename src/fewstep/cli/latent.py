@@ -13,7 +13,7 @@ from ..latent.config import AEConfig, LDMConfig
 from ..train.config import TrainConfig
 from .options import common, config_options, recorded_command, run_config, run_options
 
-AE_FIELDS = ("channels", "latent_channels", "kl_weight", "steps", "batch", "lr", "warmup", "ckpt_every")
+AE_FIELDS = ("channels", "latent_channels", "kl_weight", "perceptual", "steps", "batch", "lr", "warmup", "ckpt_every")
 
 
 def _check_out(out: str, resume: bool, overwrite: bool) -> None:

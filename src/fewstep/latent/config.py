@@ -10,13 +10,15 @@ from ..train.config import option
 
 @dataclass
 class AEConfig:
-    """A KL autoencoder run (LDM App. G practice at 28x28): L1 reconstruction on posterior samples + kl_weight x
-    KL per pixel, AdamW with warm-up and a cosine decay."""
+    """A KL autoencoder run (LDM App. G practice at 28x28): L1 + perceptual x LPIPS reconstruction on posterior
+    samples + kl_weight x KL per pixel, AdamW with warm-up and a cosine decay."""
 
     channels: str = option("16,32,64", "encoder/decoder widths per level (3 levels: downsampling factor 4)")
     latent_channels: int = option(4, "latent channels (4 x 8 x 8 latents at 28x28 padded to 32)", min=1)
     kl_weight: float = option(1e-5, "weight of KL(q(z|x) || N(0, I)) per pixel relative to the per-pixel L1 "
                                     "(LDM: 1e-6 of the summed loss)", min=0)
+    perceptual: float = option(1.0, "weight of the LPIPS-baseline distance on the project's perceptual net "
+                                    "(fewstep.metrics.perceptual; not the FD net), LDM's perceptual term", min=0)
     steps: int = option(1000, min=1)
     batch: int = option(64, min=1)
     lr: float = option(1e-3, min=0, min_open=True)

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..bridge.load import from_diffusers
 from ..data.sets import ImageData
 from ..errors import CheckpointError
-from ..bridge.load import from_diffusers
 from .autoencoder import META, KLAutoencoder, copy_as
 
 

@@ -1,7 +1,7 @@
-"""Train the KL autoencoder (Rombach et al. 2022, Sec. 3): L = |x - D(z)|_1 + beta KL(q(z|x) || N(0, I)) / (H W),
-z ~ q(z|x) (the decoder learns on posterior samples, so it tolerates a sampler's latent error). Checkpoints are
-atomic and a resumed run draws what an uninterrupted one would (generators seeded by (seed, step)). The latents
-are then standardised: shift_factor = their mean, scaling_factor = 1 / their std over the training set."""
+"""Train the KL autoencoder (Rombach et al. 2022, Sec. 3):
+L = |x - D(z)|_1 + w LPIPS(x, D(z)) + beta KL(q(z|x) || N(0, I)) / (H W), z ~ q(z|x): the decoder learns on
+posterior samples, so it tolerates a sampler's latent error. Checkpoints are atomic and a resumed run draws what an
+uninterrupted one would (generators seeded by (seed, step)). The latents are then standardised: shift_factor = their mean, scaling_factor = 1 / their std over the training set."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..errors import CheckpointError, DataError
 from ..io import atomic_torch_save, git_commit
+from ..metrics.perceptual import lpips
 from ..progress import Bar
 from ..train.loop import batch_indices, step_generator
 from .autoencoder import KLAutoencoder, make_vae
@@ -29,14 +30,18 @@ def lr_factor(cfg: AEConfig, step: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)))
 
 
-def ae_loss(ae: KLAutoencoder, x: Tensor, kl_weight: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """(L1 on the padded image, KL per pixel) of a batch, decoding a posterior sample."""
+def ae_loss(ae: KLAutoencoder, x: Tensor, cfg: AEConfig, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(the loss, its L1 part) of a batch, decoding a posterior sample: L1 on the padded image + cfg.perceptual x
+    LPIPS on the image (LDM's reconstruction term, Rombach et al. 2022, App. G) + cfg.kl_weight x KL per pixel."""
     xp = ae.padded(x)
     q = ae.vae.encode(xp).latent_dist
     rec = ae.vae.decode(q.sample(generator)).sample
     l1 = (rec - xp).abs().mean()
     kl = q.kl().mean() / (xp.shape[-1] * xp.shape[-2] * xp.shape[1])
-    return l1 + kl_weight * kl, l1
+    loss = l1 + cfg.kl_weight * kl
+    if cfg.perceptual:
+        loss = loss + cfg.perceptual * lpips(ae.cropped(rec), x).mean()
+    return loss, l1
 
 
 @torch.no_grad()
@@ -75,7 +80,7 @@ def train_autoencoder(data: Any, cfg: AEConfig, out: str | Path, ckpt: str | Pat
         saved, now = state.get("config") or {}, dataclasses.asdict(cfg)
         if any(saved.get(k) != v for k, v in now.items() if k != "ckpt_every"):
             raise CheckpointError(f"{ckpt} was trained with other settings ({state.get('config')}); resume with "
-                                  "the same options (the cosine LR schedule depends on --steps too) or use another --out")
+                                  "the same options (the cosine LR depends on --steps too) or use another --out")
         ae.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -90,7 +95,8 @@ def train_autoencoder(data: Any, cfg: AEConfig, out: str | Path, ckpt: str | Pat
     with Bar(cfg.steps, "autoencoder", enabled=progress, start=step) as bar:
         while step < cfg.steps:
             idx = batch_indices(len(x_all), cfg.batch, step, cfg.seed).to(device)
-            loss, l1 = ae_loss(ae, x_all[idx], cfg.kl_weight, step_generator(cfg.seed, step, 0, torch.device(device)))
+            gen = step_generator(cfg.seed, step, 0, torch.device(device))
+            loss, l1 = ae_loss(ae, x_all[idx], cfg, gen)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr")
             opt.zero_grad(set_to_none=True)

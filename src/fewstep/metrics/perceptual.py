@@ -14,7 +14,7 @@ from torch import Tensor
 from .classifier import load_classifier
 
 # image shape -> the shipped perceptual net for it
-NETS = {(1, 8, 8): "digits_perceptual", (3, 8, 8): "digits_color_perceptual"}
+NETS = {(1, 8, 8): "digits_perceptual", (3, 8, 8): "digits_color_perceptual", (1, 28, 28): "mnist5k_perceptual"}
 
 
 def net_for(shape: tuple[int, ...], device: str = "cpu"):

@@ -22,8 +22,14 @@ def _best_by_nfe(rows: list[Any]) -> Table:
                  "Best FD-digits per NFE (lower is better)")
 
 
+def _latent_table(rows: list[Any], floor: float) -> Table:
+    return Table(["sampler", "NFE", "FD", "FD / floor", "accuracy", "images/s"],
+                 [[r.method, r.nfe, r.fd, r.fd_over_floor, r.accuracy, r.images_per_s] for r in rows],
+                 f"Latent teacher, 28x28 MNIST decoded (FD on the MNIST classifier; noise floor {floor:.3g})")
+
+
 def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, plot: str, papers: dict[str, str],
-          seconds: float) -> Page:
+          seconds: float, latent: list[Any] | None = None, latent_floor: float = float("nan")) -> Page:
     teacher = next((r for r in rows if r.family == "reference"), None)
     intro = (
         f"Every method below sampled the same {cfg.n} per-sample seeds (base seed {cfg.seed}: noise the shipped "
@@ -45,7 +51,8 @@ def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, 
     sections = [
         Section("Quality against cost", "Each curve is one method at growing NFE. Solid lines are fewstep's own "
                 "methods (searched plans, consistency students); dashed lines the hand-made solvers.",
-                images=[(plot, "FD-digits against network evaluations")], tables=[_best_by_nfe(rows), table]),
+                images=[(plot, "FD-digits against network evaluations")],
+                tables=[_best_by_nfe(rows)] + ([_latent_table(latent, latent_floor)] if latent else []) + [table]),
     ]
     solver_imgs = [(r.grid, f"{r.method}, {r.nfe} NFE, FD {r.fd:.3g}") for r in rows
                    if r.grid and r.family != "consistency"]
@@ -57,6 +64,12 @@ def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, 
         text = "\n\n".join(papers[m] for m in dict.fromkeys(r.method for r in cm_rows) if m in papers)
         sections.append(Section("Consistency models", text,
                                 images=[(r.grid, f"{r.method}, {r.nfe} step(s), FD {r.fd:.3g}") for r in cm_rows]))
+    if latent:
+        name = latent[0].method.split()[0]
+        sections.append(Section(
+            f"Latent diffusion: {name}", papers.get(name, "") + " Samples are decoded by the autoencoder; every row "
+            "uses the same latent noise and labels (0-9 in turn) at the teacher's recorded guidance scale.",
+            images=[(r.grid, f"{r.method}, {r.nfe} NFE, FD {r.fd:.3g}, accuracy {r.accuracy:.2f}") for r in latent]))
     if edits:
         sections.append(Section(
             "Zero-shot editing with the consistency student",
