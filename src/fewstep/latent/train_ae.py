@@ -1,7 +1,8 @@
 """Train the KL autoencoder (Rombach et al. 2022, Sec. 3):
 L = |x - D(z)|_1 + w LPIPS(x, D(z)) + beta KL(q(z|x) || N(0, I)) / (H W), z ~ q(z|x): the decoder learns on
 posterior samples, so it tolerates a sampler's latent error. Checkpoints are atomic and a resumed run draws what an
-uninterrupted one would (generators seeded by (seed, step)). The latents are then standardised: shift_factor = their mean, scaling_factor = 1 / their std over the training set."""
+uninterrupted one would (generators seeded by (seed, step)). The latents are then standardised: shift_factor =
+their mean, scaling_factor = 1 / their std over the training set."""
 
 from __future__ import annotations
 
