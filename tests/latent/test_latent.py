@@ -5,12 +5,14 @@ schedulers on the same noise."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import fewstep as fs
+from fewstep.cli.main import main
 from fewstep.data.sets import ImageData
 from fewstep.latent import train_ae
 from fewstep.latent.autoencoder import KLAutoencoder
@@ -169,3 +171,22 @@ def test_encode_dataset_keeps_labels(stack):
     _, data, ae, _ = stack
     lat = encode_dataset(ae, data)
     assert lat.x.shape == (len(data), 4, 8, 8) and torch.equal(lat.y, data.y) and lat.num_classes == 3
+
+
+@pytest.mark.parametrize("argv, where", [
+    (["latent", "train-ae", "--out", "{full}"], "--overwrite"),
+    (["latent", "train-ae", "--out", "{file}"], "--out"),
+    (["latent", "train-ae", "--out", "{new}", "--channels", "a,b"], "--channels"),
+    (["latent", "train-ldm", "--ae", "{new}", "--out", "{new}"], "--ae"),
+])
+def test_latent_cli_bad_input(argv, where, tmp_path, capsys, monkeypatch):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "config.json").write_text("{}")
+    (tmp_path / "file").write_text("x")
+    paths = {"full": tmp_path / "full", "file": tmp_path / "file", "new": tmp_path / "new"}
+    argv = [a.format(**paths) for a in argv]
+    monkeypatch.setattr(sys, "argv", ["fewstep", *argv])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error:") and where in err[0], err

@@ -59,7 +59,7 @@ def train_teacher(ae_folder: str | os.PathLike, data: ImageData, cfg: LDMConfig,
                    ckpt=ckpt, resume=resume, device=device, command=command)
     den = result.den
     den.config = mc
-    meta = {"data": data.name, "sampler": sampler or {"plan": "heun", "nfe": 35, "grid": "karras"},
+    meta = {"data": data.name, "sampler": sampler or {"plan": "dpm_solver_pp_2m", "nfe": 10, "grid": "logsnr"},
             "train": {**dataclasses.asdict(run), "loss_kwargs": LOSS_KWARGS, "unet": dataclasses.asdict(cfg),
                       "command": command, "commit": git_commit(), "wall_s": round(result.wall_s, 1),
                       "final_loss": result.losses[-1] if result.losses else None}}

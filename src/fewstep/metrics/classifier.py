@@ -32,6 +32,8 @@ RECIPES: dict[str, dict[str, Any]] = {
                "epochs": 40, "batch": 64, "lr": 3e-3, "weight_decay": 5e-4, "shift": 1, "seed": 0},
     "mnist5k": {"net": {"in_channels": 1, "size": 28, "widths": [16, 32, 64], "feat_dim": 128},
                 "epochs": 25, "batch": 64, "lr": 3e-3, "weight_decay": 5e-4, "shift": 2, "seed": 0},
+    "fashion": {"net": {"in_channels": 1, "size": 28, "widths": [16, 32, 64], "feat_dim": 128},
+                "epochs": 4, "batch": 128, "lr": 3e-3, "weight_decay": 5e-4, "shift": 2, "seed": 0},
     "digits_color": {"net": {"in_channels": 3, "size": 8, "widths": [32, 64, 128], "feat_dim": 128},
                      "epochs": 40, "batch": 64, "lr": 3e-3, "weight_decay": 5e-4, "shift": 1, "recolor": True,
                      "seed": 0},
