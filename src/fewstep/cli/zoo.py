@@ -42,6 +42,14 @@ def _quality(man: dict) -> str:
     if isinstance(metrics, dict) and isinstance(metrics.get("uncond"), dict):
         parts = [f"{k} {_ratio(metrics[k])}" for k in ("uncond", "cond") if isinstance(metrics.get(k), dict)]
         return "; ".join(parts) + f" (n={metrics.get('n')}, {metrics.get('nfe')}-NFE {metrics.get('solver')})"
+    if isinstance(metrics, dict) and "fd_recon" in metrics:  # an autoencoder: its held-out reconstructions
+        return (f"reconstructions fd={metrics['fd_recon']:.4g} ({metrics['fd_recon_over_floor']:.2f}x floor), "
+                f"acc={metrics['accuracy_recon']:.3f} (originals {metrics['accuracy_original']:.3f}; "
+                f"n={metrics['n']})")
+    if isinstance(metrics, dict) and isinstance(metrics.get("best_guidance"), dict):  # a guided latent teacher
+        c, b = metrics["cond"], metrics["best_guidance"]
+        return (f"guidance 1: {_ratio(c)}; guidance {b['guidance']}: {_ratio(b)} (n={metrics.get('n')}, "
+                f"{metrics.get('nfe')}-NFE {metrics.get('solver')}, decoded)")
     if metrics:
         return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:4])
     if "score" in man:  # a searched plan: its score on the search set, in its metric
