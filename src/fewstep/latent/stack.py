@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ..bridge.load import from_diffusers
 from ..data.sets import ImageData
@@ -74,9 +74,3 @@ def load_stack(folder: str | os.PathLike, device: str = "cpu") -> nn.Module:
     if not (folder / "unet").is_dir() or not (folder / "vae").is_dir():
         raise CheckpointError(f"{folder} is not a latent stack: it needs unet/, vae/ and scheduler/ folders")
     return from_diffusers(folder, device=device)
-
-
-def latents_of(x: Tensor, ae: KLAutoencoder, batch: int = 500) -> Tensor:
-    """Standardised latents of images x (posterior means), batched."""
-    with torch.no_grad():
-        return torch.cat([ae.encode(x[i:i + batch]) for i in range(0, len(x), batch)])
