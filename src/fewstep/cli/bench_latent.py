@@ -68,6 +68,7 @@ def latent(ae: str, model: str, dataset: str | None, n: int, nfes: str, guidance
         summary.append(f"NFE {k}, guidance {g}: best fewstep plan {ours['sampler']} FD {ours['fd']:.3g} "
                        f"({ours['fd_over_floor']:.2f}x floor) vs best diffusers EDM scheduler {theirs['sampler']} FD "
                        f"{theirs['fd']:.3g} ({theirs['fd_over_floor']:.2f}x).")
+    summary += trained_by(a, den)
     payload: dict[str, Any] = {
         "title": f"Latent stack: {ae} + {model} ({dataset}, 28x28, 4x8x8 latents)", "summary": summary,
         "raw": {"autoencoder": rec, "guidance_curve": curve, "few_step": few, "guidance": g, "n": n, "seed": seed},
@@ -88,6 +89,17 @@ def latent(ae: str, model: str, dataset: str | None, n: int, nfes: str, guidance
         ]}
     path = write_result(name, payload)
     click.echo(dumps(payload["raw"], indent=1) if as_json else "\n".join(summary) + f"\nwrote {path}")
+
+
+def trained_by(ae: Any, den: Any) -> list[str]:
+    """The recorded training commands and times of the autoencoder and the teacher (their fewstep.json)."""
+    out = []
+    for what, cfg in (("autoencoder", ae.config), ("teacher", den.config)):
+        t = cfg.get("train") or {}
+        if t.get("command"):
+            out.append(f"The {what} was trained by `{t['command']}` in {t.get('wall_s', 0) / 60:.1f} min "
+                       f"({t.get('steps')} steps, 1 thread, on a machine shared with other jobs).")
+    return out
 
 
 def _plots(curve: list[dict[str, Any]], few: list[dict[str, Any]], name: str, den: Any, g: float, seed: int,
