@@ -57,10 +57,11 @@ def run(model: str = "digits-edm", n: int = 256, nfe: int = 10, plan: str = "dpm
         summary = [f"{model}, {plan} at {nfe} NFE, batch {n} on {device}: compiled {row['compiled_img_s']:.0f} vs "
                    f"eager {row['eager_img_s']:.0f} images/s, speed ratio {row['speedup']:.2f} (medians of {repeats} "
                    "interleaved runs); "
-                   f"the compilation itself took {row['compile_s']:.0f} s once; outputs differ by at most "
+                   f"the compilation itself took {row['compile_s']:.0f} s once (with what Inductor's on-disk cache "
+                   "held; a cold cache takes several times longer); outputs differ by at most "
                    f"{row['max_abs_diff']:.2g} ({torch_info})."]
     cols = ["model", "plan", "NFE", "batch", "eager img/s", "compiled img/s", "speed ratio", "compile s",
-            "max |diff|"]
+            "max abs diff"]
     return {"title": "torch.compile vs eager sampling", "summary": summary,
             "tables": [{"title": f"fs.generate(compile=True) vs eager, same noise, medians of {repeats} interleaved "
                                  "runs",
