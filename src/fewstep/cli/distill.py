@@ -40,11 +40,13 @@ def _run(ctx: click.Context, o: dict[str, Any], cfg: ConsistencyConfig | DMDConf
     import torch
 
     from .. import data as fsdata
+    from ..distill.run import check_teacher
     from ..distill.run import distill as run_distill
     from ..train.loop import dist_info
 
     if o["threads"]:
         torch.set_num_threads(o["threads"])
+    check_teacher(cfg, o["teacher"])  # a usage error comes before the checks of the files
     device = init_distributed(o["device"])
     with guarded(o, {"--init": o["init"], "--teacher": o["teacher"]}) as rank:
         ds = fsdata.get(o["data_name"], split="train")
