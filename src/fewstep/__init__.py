@@ -12,9 +12,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "analytic", "bench", "data", "denoiser", "distill", "edit", "errors", "grids", "io", "kinds", "latent", "metrics",
-    "nets", "noise", "plans", "precond", "recipes", "report", "search", "seed", "solvers", "train", "zoo", "bridge",
-    "guidance",
+    "analytic", "bench", "cache", "data", "denoiser", "distill", "edit", "errors", "grids", "io", "kinds", "latent",
+    "metrics", "nets", "noise", "plans", "precond", "recipes", "report", "search", "seed", "solvers", "train", "zoo",
+    "bridge", "guidance",
 }
 _ATTRS = {
     "Denoiser": ("denoiser", "Denoiser"),

@@ -23,6 +23,7 @@ from .edit import ops
 from .errors import PlanError
 from .io import save_grid
 from .metrics import class_probs, confidence, fd, noise_floor
+from .progress import stderr_console
 from .report import write_page
 from .report.demo_page import build
 from .seed import HELD_OUT_SEED
@@ -172,7 +173,7 @@ def run(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
 
 def _progress(enabled: bool) -> Any:
     return Progress(TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), disable=not enabled, transient=False)
+                    TimeElapsedColumn(), disable=not enabled, transient=False, console=stderr_console())
 
 
 def _plot(rows: list[Row], floor: float, path: Path) -> Path:

@@ -3,6 +3,7 @@ Python class name, exit 2 for a bad value, 1 for a failure while running, 130 wh
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -33,6 +34,10 @@ def files(tmp_path_factory):
     (root / "imgs").mkdir()
     Image.fromarray(torch.zeros(8, 8, dtype=torch.uint8).numpy()).save(root / "imgs" / "a.png")
     (root / "imgs" / "b.png").write_text("not a png")
+    fs.io.save_model(root / "drop1.safetensors", fs.io.build_denoiser(cfg), {**cfg, "train": {"label_dropout": 1.0}})
+    # a model an older fewstep trained on an image folder: the folder recorded relative to where it was trained
+    fs.io.save_model(root / "folder.safetensors", fs.io.build_denoiser(cfg),
+                     {**cfg, "data": {"name": "folder:imgs", "loader": "imgs", "split": "train"}})
     return root
 
 
@@ -48,6 +53,8 @@ def run(argv, capsys, monkeypatch):
 
 
 EDIT = ["edit", "--model", "{cm}", "--n", "2", "--out", "{root}/e.png"]
+TRAIN = ["train", "--data", "moons", "--net", "mlp", "--no-cond", "--steps", "1", "--batch", "16"]
+NEW = "{root}/new.safetensors"
 SEARCH = ["search", "--model", "{cm}", "--nfe", "3", "--out", "{root}/p.json"]
 # (argv, exit code, words the line must hold: the option or field, and the fix)
 CASES = [
@@ -78,6 +85,24 @@ CASES = [
     ([*SEARCH, "--sigma-max", "nan"], 2, ["--sigma-max", "finite"]),
     (["sample", "--model", "{root}/missing.safetensors"], 1, ["missing.safetensors", "zoo name"]),
     (["sample", "--model", "{root}/corrupt.safetensors", "--n", "4"], 1, ["corrupt.safetensors", "re-train"]),
+    # training outputs: never overwritten or destroyed silently, checked before any work
+    ([*TRAIN, "--out", "{cm}"], 2, ["cm.safetensors already exists", "--resume", "--overwrite"]),
+    ([*TRAIN, "--out", NEW, "--ckpt", NEW], 2, ["--ckpt is the same file as --out", "another path"]),
+    ([*TRAIN, "--out", NEW, "--resume", "--overwrite"], 2, ["--resume", "--overwrite", "give one of them"]),
+    ([*TRAIN, "--out", "{root}/file/m.safetensors"], 2, ["--out", "which is a file"]),
+    ([*TRAIN, "--out", NEW, "--ckpt", "{root}/dir"], 2, ["--ckpt", "is a folder"]),
+    (["distill", "consistency", "--mode", "ict", "--init", NEW, "--out", NEW], 2, ["--init is the same file as --out"]),
+    (["distill", "dmd", "--teacher", NEW, "--out", NEW], 2, ["--teacher is the same file as --out"]),
+    ([*SEARCH, "--state", "{root}/p.json"], 2, ["--state", "same file as --out", "another path"]),
+    # network options: the option and the form it takes
+    (["train", "--channel-mult", "a,b", "--out", NEW], 2, ["--channel-mult", "'a,b'", "e.g. 1,2,2"]),
+    (["train", "--channels", "7", "--out", NEW], 2,
+     ["--channels", "7 x the last --channel-mult 2", "use a multiple of 2", "--channels 6"]),
+    (["train", "--channels", "0", "--out", NEW], 2, ["--channels", "x>=1"]),
+    (["train", "--net", "mlp", "--out", NEW], 2, ["--net", "2-D toy sets", "use --net unet"]),
+    # a model trained with label dropout 1 has an untrained label input
+    (["sample", "--model", "{root}/drop1.safetensors", "--class-label", "all", "--n", "4", "--out", "",
+      "--no-metrics"], 2, ["label dropout 1", "--class-label"]),
 ]
 
 
@@ -128,3 +153,35 @@ def test_exit_codes_of_errors_raised_while_running(exc, code, words, capsys, mon
     got, err = run(["edit", "--op", "inpaint", "--model", "m", "--out", "/tmp/never-written.png"], capsys,
                    monkeypatch)
     assert got == code and all(w in err for w in words), err
+
+
+def test_a_folder_trained_model_sampled_elsewhere_says_which_folder_and_how_to_go_on(files, tmp_path, capsys,
+                                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not where the model was trained: its relative folder 'imgs' is not here
+    generate = importlib.import_module("fewstep.zoo.generate")
+    monkeypatch.setattr(generate, "draw", lambda *a, **k: pytest.fail("sampled before the check"))
+    code, err = run(["sample", "--model", str(files / "folder.safetensors"), "--n", "4", "--out", ""], capsys,
+                    monkeypatch)
+    assert code == 2 and "--data" in err and "'imgs'" in err and str(tmp_path / "imgs") in err, err
+    assert "relative to the directory the model was trained in" in err and "--no-metrics" in err, err
+
+
+def test_a_second_training_run_on_the_same_out_fails_at_once_naming_the_pid(tmp_path, capsys, monkeypatch):
+    import subprocess
+    import time
+
+    out = tmp_path / "m.safetensors"
+    code = ("import sys, time; from fewstep.train.guard import hold\n"
+            "with hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.perf_counter()
+        got, err = run([*TRAIN, "--out", str(out)], capsys, monkeypatch)
+        assert time.perf_counter() - t0 < 10
+        assert got == 1 and f"PID {holder.pid}" in err and "--out" in err and "choose another --out" in err, err
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()

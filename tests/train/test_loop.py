@@ -191,3 +191,20 @@ def test_label_dropout_one_trains_only_the_null_label():
     _cfg(label_dropout=1.0)
     with pytest.raises(ValueError, match="label_dropout"):
         _cfg(label_dropout=1.5)
+
+
+def test_a_resume_inside_a_logging_window_logs_the_same_losses(tmp_path):
+    ds, mc = _toy(), _mlp_config()
+    cfg = dict(log_every=3, ckpt_every=4)  # the checkpoint at step 4 falls inside the window of steps 4-6
+    full = train(mc, ds, _cfg(steps=8, **cfg), out=tmp_path / "full.safetensors")
+    train(mc, ds, _cfg(steps=4, **cfg), out=tmp_path / "half.safetensors")
+    resumed = train(mc, ds, _cfg(steps=8, **cfg), out=tmp_path / "half.safetensors", resume=True)
+    assert len(full.losses) == 3 and full.losses == resumed.losses  # windows 1-3, 4-6, 7-8
+
+
+def test_resume_with_fewer_steps_than_the_checkpoint_is_refused(tmp_path):
+    ds, mc = _toy(), _mlp_config()
+    train(mc, ds, _cfg(steps=4), out=tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match=r"at step 4, past --steps 2.*--steps 4 or more"):
+        train(mc, ds, _cfg(steps=2), out=tmp_path / "m.safetensors", resume=True)
+    assert read_config(tmp_path / "m.safetensors")["train"]["steps"] == 4  # the manifest still tells the truth

@@ -63,26 +63,29 @@ def seed_fds(sample: Callable[[int], Tensor], seeds: Sequence[int] = SEEDS) -> d
 
 
 def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-edm", n: int = 800,
-        search_n: int = 400, plots: str | None = "bench-results", color: str | None = "digits-color-cd"
-        ) -> dict[str, Any]:
-    """The whole benchmark; returns the write_result payload."""
+        search_n: int = 400, plots: str | None = "bench-results", color: str | None = "digits-color-cd",
+        seed: int = 0) -> dict[str, Any]:
+    """The whole benchmark; returns the write_result payload. `seed` shifts the seeds of the FD table, the large-n
+    check and the 2-step search (the editing part keeps its own fixed draws)."""
     t0 = time.perf_counter()
+    seeds, large_seeds = tuple(s + seed for s in SEEDS), tuple(s + seed for s in LARGE_SEEDS)
+    search_seeds = tuple(s + seed for s in SEARCH_SEEDS)
     teach = load(teacher)
-    t = seed_fds(lambda s: teacher_samples(teach, n, seed=s))
+    t = seed_fds(lambda s: teacher_samples(teach, n, seed=s), seeds)
     fd_t, px_t = t["fd"], t["pixels"]
 
     def row(name: str, nfe: int, r: dict[str, Any], target: str = "-") -> list[Any]:
         return [name, nfe, r["fd"], f"{min(r['fd_seeds']):.3g}-{max(r['fd_seeds']):.3g}", r["fd"] / fd_t, target,
                 r["pixels"], r["pixels"] / px_t]
 
-    t_large = seed_fds(lambda s: teacher_samples(teach, LARGE_N, seed=s), LARGE_SEEDS)
+    t_large = seed_fds(lambda s: teacher_samples(teach, LARGE_N, seed=s), large_seeds)
     large = [["teacher Heun (EDM grid)", 35, t_large["fd"], 1.0]]
     rows, summary = [row("teacher Heun (EDM grid)", 35, t)], []
-    extra: dict[str, Any] = {"seeds": list(SEEDS), "teacher_fd_35": fd_t, "teacher_fd_35_seeds": t["fd_seeds"],
+    extra: dict[str, Any] = {"seeds": list(seeds), "teacher_fd_35": fd_t, "teacher_fd_35_seeds": t["fd_seeds"],
                              "teacher_fd_pixels_35": px_t}
     for nfe in (2, 4):
         rows.append(row("teacher DPM-Solver++(2M)", nfe,
-                        seed_fds(lambda s, k=nfe: teacher_samples(teach, n, s, k, "dpm_solver_pp_2m"))))
+                        seed_fds(lambda s, k=nfe: teacher_samples(teach, n, s, k, "dpm_solver_pp_2m"), seeds)))
     curves, averaging = {}, {}
     for label, spec, targets in (("digits-cd", cd, (1.3, 1.1)), ("digits-ict", ict, (2.5, 1.8))):
         try:
@@ -95,13 +98,13 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
         if tr.get("average_from") is not None:
             averaging[label] = (f"; from step {tr['average_from']} on, the model is the mean of the EMA snapshots "
                                 f"every {tr['average_every']} steps")
-        one = seed_fds(lambda s, m=cm, T=T: cm_samples(m, n, s, [T]))
-        tau, _ = best_two_step(cm, search_n)
-        two = seed_fds(lambda s, m=cm, T=T, tau=tau: cm_samples(m, n, s, [T, tau]))
+        one = seed_fds(lambda s, m=cm, T=T: cm_samples(m, n, s, [T]), seeds)
+        tau, _ = best_two_step(cm, search_n, search_seeds)
+        two = seed_fds(lambda s, m=cm, T=T, tau=tau: cm_samples(m, n, s, [T, tau]), seeds)
         rows += [row(f"{label} 1-step", 1, one, f"<= {targets[0]}"),
                  row(f"{label} 2-step (tau={tau:.3g})", 2, two, f"<= {targets[1]}")]
         for k, sig in ((1, [T]), (2, [T, tau])):
-            r = seed_fds(lambda s, m=cm, sig=sig: cm_samples(m, LARGE_N, s, sig), LARGE_SEEDS)["fd"]
+            r = seed_fds(lambda s, m=cm, sig=sig: cm_samples(m, LARGE_N, s, sig), large_seeds)["fd"]
             large.append([f"{label} {k}-step", k, r, r / t_large["fd"]])
         extra[label] = {"fd_1step": one["fd"], "fd_2step": two["fd"], "tau": tau, "ratio_1": one["fd"] / fd_t,
                         "ratio_2": two["fd"] / fd_t, "fd_1step_seeds": one["fd_seeds"],
@@ -129,18 +132,18 @@ def run(cd: str = "digits-cd", ict: str = "digits-ict", teacher: str = "digits-e
                 save_grid(colour_strip(ccm), Path(plots) / "consistency-colorize.png", nrow=8)
     floor = noise_floor(DATASET, min(n, 898))
     summary.insert(0, f"FD-digits on n={n} samples against the real reference half, the mean over seeds "
-                      f"{SEEDS[0]}-{SEEDS[-1]} (held out from every choice of recipe); real-data noise floor at "
+                      f"{seeds[0]}-{seeds[-1]} (held out from every choice of recipe); real-data noise floor at "
                       f"this n: {floor:.3g}. Teacher digits-edm at 35-NFE Heun: {fd_t:.3g}.")
-    tables = [{"title": f"FD-digits, one run, mean over the same {len(SEEDS)} seeds for every sampler (ratio = FD / "
+    tables = [{"title": f"FD-digits, one run, mean over the same {len(seeds)} seeds for every sampler (ratio = FD / "
                         "teacher's 35-NFE Heun FD); FD-pixels: the same samples on raw pixels, no network in the "
                         "metric",
                "columns": ["sampler", "NFE", "FD", "FD per seed (min-max)", "ratio", "target", "FD-pixels",
                            "pixels ratio"], "rows": rows}]
-    tables.append({"title": f"The same samplers at n={LARGE_N} (mean of seeds {LARGE_SEEDS[0]}-{LARGE_SEEDS[-1]}): "
+    tables.append({"title": f"The same samplers at n={LARGE_N} (mean of seeds {large_seeds[0]}-{large_seeds[-1]}): "
                             "FD's small-sample bias, which every sampler shares and which pulls ratios toward 1, "
                             "is smaller here",
                    "columns": ["sampler", "NFE", "FD", "ratio"], "rows": large})
-    extra["large_n"] = {"n": LARGE_N, "seeds": list(LARGE_SEEDS), "rows": large}
+    extra["large_n"] = {"n": LARGE_N, "seeds": list(large_seeds), "rows": large}
     for label, c in curves.items():
         staged = any("stage" in p for p in c)  # a recipe with stages: say which stage each point belongs to
         tables.append({"title": f"{label}: FD (n=500, 2-step at tau=0.5) against training time"

@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 class Benchmark:
     """name: the subcommand and the stem of bench-results/<name>.json; command: "module:attr" of its click command
     (None: a section whose result another command writes); help: its line in `fewstep bench --help`; baselines:
-    the demo's hand-made solvers (plan names); papers: the demo report's caption of each method it measures."""
+    the demo's hand-made solvers (plan names); papers: the demo report's caption of each method it measures;
+    cpu_only: its comparisons run on the CPU only (`fewstep bench all --device` runs it there)."""
 
     name: str
     command: str | None = None
     help: str = ""
     baselines: tuple[str, ...] = ()
     papers: dict[str, str] = field(default_factory=dict)
+    cpu_only: bool = False
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -37,21 +39,24 @@ BENCHMARKS: tuple[Benchmark, ...] = (
                      "NFE.",
         "deis_3": "DEIS-tAB3 (Zhang & Chen, ICLR 2023): third-order polynomial extrapolation of eps.",
         "ipndm": "iPNDM (Zhang & Chen 2023; Liu et al. 2022): fourth-order linear multistep with warm start.",
-        "heun": "Heun (Karras et al., NeurIPS 2022): EDM's second-order sampler, two evaluations per step."}),
+        "heun": "Heun (Karras et al., NeurIPS 2022): EDM's second-order sampler, two evaluations per step."},
+              cpu_only=True),
     Benchmark("search", "fewstep.cli.bench_search:search",
               "S^3 searched plans vs hand-made plans, held-out noise.", papers={
         "searched": "S^3 (Liu et al., ICLR 2024): per-step solver decisions searched under the NFE budget with a "
-                    "learned ranking predictor."}),
+                    "learned ranking predictor."}, cpu_only=True),
     Benchmark("consistency", "fewstep.cli.bench_consistency:consistency",
               "CD / iCT at 1-2 steps, training curves, editing.", papers={
         "digits-cd": "Consistency distillation (Song et al., ICML 2023): a student that maps any noisy point on the "
                      "teacher's ODE trajectory to its end, in one step (Algorithm 1 for more steps).",
         "digits-ict": "Improved consistency training (Song & Dhariwal, ICLR 2024): the same model trained from data "
-                      "alone, no teacher."}),
+                      "alone, no teacher."}, cpu_only=True),
     Benchmark("latent", "fewstep.cli.bench_latent:latent",
               "Latent stack: autoencoder, latent teacher vs guidance, plans vs diffusers EDM.", papers={
         "mnist-ldm": "Latent diffusion (Rombach et al., CVPR 2022) with EDM training: a class-conditional UNet2DModel "
                      "on a KL autoencoder's 4x8x8 latents, classifier-free guidance (Ho & Salimans 2022)."}),
+    Benchmark("compile", "fewstep.cli.bench_compile:compile_",
+              "torch.compile vs eager sampling speed of the shipped teacher (one run)."),
     Benchmark("bridge"),
     Benchmark("demo"),
 )
@@ -60,6 +65,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
 def commands() -> dict[str, str]:
     """Subcommand -> "module:attr" of every runnable benchmark, in registry order."""
     return {b.name: b.command for b in BENCHMARKS if b.command}
+
+
+def cpu_only() -> set[str]:
+    """The runnable benchmarks whose comparisons run on the CPU only."""
+    return {b.name for b in BENCHMARKS if b.command and b.cpu_only}
 
 
 def helps() -> dict[str, str]:

@@ -54,14 +54,14 @@ def _held(den: Any, shape: tuple, n: int, hi: float, metric: str, dataset: str |
 
 
 def table_run(den: Any, shape: tuple, nfes: list[int], budget: int, n_search: int, n_held: int, metric: str,
-              dataset: str | None = None, with_diffusers: bool = False) -> list[dict[str, Any]]:
-    """Search at each NFE; score the searched plan and every baseline on held-out noise."""
+              dataset: str | None = None, with_diffusers: bool = False, seed: int = 0) -> list[dict[str, Any]]:
+    """Search (seed `seed`) at each NFE; score the searched plan and every baseline on held-out noise."""
     lo, hi = float(den.sigma_min), float(den.sigma_max)
     held = _held(den, shape, n_held, hi, metric, dataset)
     rows = []
     for nfe in nfes:
         t0 = time.perf_counter()
-        plan = search(den, nfe, shape, lo, hi, n_samples=n_search, budget=budget, seed=0, metric=metric,
+        plan = search(den, nfe, shape, lo, hi, n_samples=n_search, budget=budget, seed=seed, metric=metric,
                       dataset=dataset)
         cost = time.perf_counter() - t0
         base = _baselines(held, nfe, lo, hi)
@@ -101,11 +101,12 @@ def budget_curve(den: Any, shape: tuple, nfe: int, budgets: list[int], seeds: li
     return rows
 
 
-def predictor_quality(den: Any, shape: tuple, nfe: int, budget: int, n_search: int) -> dict[str, float]:
+def predictor_quality(den: Any, shape: tuple, nfe: int, budget: int, n_search: int, seed: int = 0
+                      ) -> dict[str, float]:
     """Kendall tau on held-out plans: fit on the first half of a search's evaluations, rank the second half."""
     state_holder: dict[str, Any] = {}
     search(den, nfe, shape, float(den.sigma_min), float(den.sigma_max), n_samples=n_search, budget=budget,
-           seed=0, on_stage=lambda st: state_holder.update(st=st))
+           seed=seed, on_stage=lambda st: state_holder.update(st=st))
     return state_tau(state_holder["st"], Space(nfe, float(den.sigma_min), float(den.sigma_max)))
 
 
@@ -169,7 +170,7 @@ def _best(scores: dict[str, float]) -> str:
 
 
 def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: int = 32,
-                metric: str = "rms") -> tuple[Any, dict[str, Any]]:
+                metric: str = "rms", seed: int = 0) -> tuple[Any, dict[str, Any]]:
     """The searched digits-edm plan at this NFE and its search metadata: the shipped file (zoo/files/plans), or,
     with research=True, a fresh search (seed 0) whose cost is measured here."""
     if not research:
@@ -177,7 +178,7 @@ def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: i
     den = zoo.load(DIGITS)
     t0 = time.perf_counter()
     plan = search(den, nfe, tuple(den.shape), float(den.sigma_min), float(den.sigma_max), n_samples=n_search,
-                  budget=budget, seed=0, metric=metric, dataset="digits", model_id=DIGITS)
+                  budget=budget, seed=seed, metric=metric, dataset="digits", model_id=DIGITS)
     return plan, {**plan.extra, "wall_s": time.perf_counter() - t0, "command": "(bench --research)"}
 
 
@@ -200,7 +201,7 @@ def save_grids(held: Scorer, rows: list[dict[str, Any]], nfes: list[int], n: int
 
 def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int = 8, research: bool = False,
                 budget: int = 120, n_search: int = 32, metric: str = "rms",
-                grids: tuple[int, ...] = ()) -> tuple[list, dict]:
+                grids: tuple[int, ...] = (), seed: int = 0) -> tuple[list, dict]:
     """FD-digits (n_held samples, held-out noise, cond=None) of the searched plan vs the hand-made plans per NFE.
 
     Every hand-made plan is scored on the first `screen` held-out noises; the `keep` best of them are scored on
@@ -211,7 +212,7 @@ def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int
     pre = Scorer(den, shape, screen, HELD_SEED, hi, "fd", dataset="digits") if 0 < screen < n_held else None
     rows = []
     for nfe in nfes:
-        plan, meta = digits_plan(nfe, research, budget, n_search, metric)
+        plan, meta = digits_plan(nfe, research, budget, n_search, metric, seed)
         t0 = time.perf_counter()
         base_plans = Space(nfe, lo, hi).baselines()
         screened = {p.name: pre(p) for p in base_plans} if pre is not None else {}
@@ -246,7 +247,7 @@ def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int
 
 
 def digits_curve(nfe: int, checkpoints: list[int], n_search: int, n_held: int = 500,
-                 metric: str = "rms") -> dict[str, Any]:
+                 metric: str = "rms", seed: int = 0) -> dict[str, Any]:
     """Result vs search budget on the digits teacher at one NFE, predictor-guided vs plain evolution (seed 0):
     the best plan after k evaluations (anytime, by search-set score) of one search of max(checkpoints), scored
     on held-out FD; plus the evaluations plain evolution needs to reach the guided search's best search score,
@@ -258,7 +259,7 @@ def digits_curve(nfe: int, checkpoints: list[int], n_search: int, n_held: int = 
     curves, holder = {}, {}
     for guided in (True, False):
         t0 = time.perf_counter()
-        search(den, nfe, shape, lo, hi, n_samples=n_search, budget=max(checkpoints), seed=0, metric=metric,
+        search(den, nfe, shape, lo, hi, n_samples=n_search, budget=max(checkpoints), seed=seed, metric=metric,
                dataset="digits", config=evolve.Config(budget=max(checkpoints), predictor=guided, final=0),
                on_stage=lambda st: holder.update(st=st))
         ev = holder["st"]["evaluated"]

@@ -14,20 +14,20 @@ import click
 from ..bench.common import write_result
 from ..bench.strict_json import dumps
 from ..zoo import evaluate, manifest
-from .options import json_option
+from .options import common, json_option
 
 
 @click.command()
 @click.option("--model", default="digits-edm", show_default=True)
 @click.option("--n", type=click.IntRange(min=16), default=1000, show_default=True, help="samples per setting")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--time-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="also time this many steps of the manifest's training command at 1 and 2 threads and project the "
                    "full run (0: skip)")
+@common
 @json_option
-def foundation(model: str, n: int, seed: int, time_steps: int, as_json: bool) -> None:
+def foundation(model: str, n: int, time_steps: int, device: str, seed: int, as_json: bool) -> None:
     """Teacher FD (unconditional and class-conditional) next to the noise floor, confidence vs real digits."""
-    res = evaluate.evaluate(model, n=n, seed=seed)
+    res = evaluate.evaluate(model, n=n, seed=seed, device=device)
     rows = []
     for key, label in (("uncond", "unconditional"), ("cond", "class-conditional (labels 0..9)")):
         if key not in res:

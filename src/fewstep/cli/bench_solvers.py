@@ -6,22 +6,30 @@ import click
 import torch
 
 from ..bench.solvers_run import main
+from ..bench.strict_json import dumps
+from .options import common, cpu_only, json_option
 
 
 @click.command()
 @click.option("--n-2d", default=256, show_default=True, help="samples for the 2-D mixture")
 @click.option("--n-64d", default=64, show_default=True, help="samples for the 64-D mixture")
-@click.option("--seed", default=0, show_default=True, type=int, help="base random seed")
 @click.option("--digits/--no-digits", default=True, show_default=True,
               help="also FD-digits and images/s on the shipped digits-edm teacher (skipped if not shipped)")
 @click.option("--quick", is_flag=True, help="fewer samples, NFEs and plans: a smoke run of a few minutes")
 @click.option("--threads", default=None, type=int, help="torch threads (1 when other jobs share the CPU)")
 @click.option("--no-plot", is_flag=True, help="skip bench-results/solvers.png")
-def solvers(n_2d: int, n_64d: int, seed: int, digits: bool, quick: bool, threads: int | None, no_plot: bool) -> None:
+@common
+@json_option
+def solvers(n_2d: int, n_64d: int, digits: bool, quick: bool, threads: int | None, no_plot: bool, device: str,
+            seed: int, as_json: bool) -> None:
     """Error vs the exact ODE solution (mixtures) and FD-digits (teacher) at NFE 3-10, fewstep vs diffusers from
     the same x_T, per-step overhead and throughput; writes bench-results/solvers.json and BENCHMARKS.md."""
+    cpu_only(device, "bench solvers")
     if threads:
         torch.set_num_threads(threads)
     payload = main(n_2d, n_64d, seed, plot=not no_plot, digits=digits, quick=quick)
+    if as_json:
+        click.echo(dumps(payload, indent=1))
+        return
     for line in payload["summary"]:
         click.echo(line)

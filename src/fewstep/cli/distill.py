@@ -3,7 +3,6 @@ training loop (progress, checkpoints, --resume, torchrun DDP). The options come 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -14,11 +13,13 @@ from .options import (
     common,
     config_options,
     init_distributed,
+    json_option,
     leave_distributed,
     recorded_command,
     run_config,
     run_options,
 )
+from .runs import announce, guarded, report
 
 __all__ = ["TEACHER_SOLVERS", "consistency", "distill", "dmd"]
 
@@ -39,24 +40,23 @@ def _run(ctx: click.Context, o: dict[str, Any], cfg: ConsistencyConfig | DMDConf
     import torch
 
     from .. import data as fsdata
+    from ..distill.run import check_teacher
     from ..distill.run import distill as run_distill
     from ..train.loop import dist_info
 
     if o["threads"]:
         torch.set_num_threads(o["threads"])
+    check_teacher(cfg, o["teacher"])  # a usage error comes before the checks of the files
     device = init_distributed(o["device"])
-    ds = fsdata.get(o["data_name"], split="train")
-    tc = run_config(o, label_dropout=o["label_dropout"] if ds.y is not None else 0.0)
-    command = recorded_command(ctx, ["fewstep", "distill", name])
-    rank, world = dist_info()
-    if rank == 0:
-        click.echo(json.dumps({"command": command, name: {"mode": cfg.mode, **cfg.__dict__}, "train": tc.__dict__,
-                               "device": device, "world_size": world}, indent=1))
-    res = run_distill(cfg, tc, ds, teacher=o["teacher"], out=o["out"], ckpt=o["ckpt"], resume=o["resume"],
-                      device=device, command=command, dropout=o.get("dropout"), init=o["init"])
-    if rank == 0:
-        click.echo(f"trained {res.step} steps in {res.wall_s:.0f} s; final loss {res.losses[-1]:.4g}; "
-                   f"wrote {o['out']}")
+    with guarded(o, {"--init": o["init"], "--teacher": o["teacher"]}) as rank:
+        ds = fsdata.get(o["data_name"], split="train")
+        tc = run_config(o, label_dropout=o["label_dropout"] if ds.y is not None else 0.0)
+        command = recorded_command(ctx, ["fewstep", "distill", name])
+        announce({"command": command, name: {"mode": cfg.mode, **cfg.__dict__}, "train": tc.__dict__,
+                  "device": device, "world_size": dist_info()[1]}, rank)
+        res = run_distill(cfg, tc, ds, teacher=o["teacher"], out=o["out"], ckpt=o["ckpt"], resume=o["resume"],
+                          device=device, command=command, dropout=o.get("dropout"), init=o["init"])
+    report(res, o, rank)
     leave_distributed()
 
 
@@ -74,6 +74,7 @@ def _run(ctx: click.Context, o: dict[str, Any], cfg: ConsistencyConfig | DMDConf
 @run_options(steps=2000, lr=2e-4, warmup=100, ema_decay=0.995, ckpt_every=250,
              out_help="output student .safetensors")
 @common
+@json_option
 @click.pass_context
 def consistency(ctx: click.Context, **o: Any) -> None:
     """Consistency distillation (--mode cd, Song et al. 2023 Alg. 2), training from scratch (ct: Alg. 3,
@@ -93,6 +94,7 @@ def consistency(ctx: click.Context, **o: Any) -> None:
 @run_options(steps=2000, lr=2e-4, warmup=100, ema_decay=0.995, ckpt_every=250,
              out_help="output student .safetensors")
 @common
+@json_option
 @click.pass_context
 def dmd(ctx: click.Context, **o: Any) -> None:
     """Distribution matching distillation of a consistency student's one-step map (Yin et al. 2024, Alg. 1), with

@@ -10,6 +10,7 @@ import torch
 
 from ..bench.strict_json import dumps
 from ..metrics import classifier, frechet
+from .options import json_always
 
 
 @click.group()
@@ -23,7 +24,8 @@ def metrics() -> None:
               help="torch threads (the recipe is timed on one core)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="folder to write to (default: the shipped fewstep/metrics/files/)")
-def train_classifier(names: tuple[str, ...], threads: int, out: Path | None) -> None:
+@json_always
+def train_classifier(names: tuple[str, ...], threads: int, out: Path | None, as_json: bool) -> None:
     """Retrain and ship the classifiers of data sets NAMES from their recorded recipes (one JSON line each)."""
     torch.set_num_threads(threads)
     for name in names:
@@ -36,7 +38,8 @@ def train_classifier(names: tuple[str, ...], threads: int, out: Path | None) -> 
 @click.argument("dataset")
 @click.option("--n", "sizes", multiple=True, default=("256", "512", "all"), show_default=True,
               help="a sample size (repeat for several); 'all' = the held-out half")
-def floor(dataset: str, sizes: tuple[str, ...]) -> None:
+@json_always
+def floor(dataset: str, sizes: tuple[str, ...], as_json: bool) -> None:
     """Print the real-data FD noise floors of DATASET at each --n as JSON."""
     for s in sizes:
         if s != "all" and not s.isdigit():

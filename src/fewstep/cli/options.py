@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from ..bench.strict_json import dumps
 from ..train.config import TrainConfig
+from .checks import writable
 
 F = Callable[..., Any]
 
@@ -55,20 +56,33 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="print the results as JSON")(f)
 
 
+def json_always(f: F) -> F:
+    """--json on a command whose output is JSON already: accepted, so every command that reports numbers takes it."""
+    return click.option("--json", "as_json", is_flag=True, help="the output is JSON either way")(f)
+
+
 def common(f: F) -> F:
     return device_option(seed_option(f))
+
+
+def cpu_only(device: str, what: str) -> None:
+    """Refuse a device other than the CPU for a command whose comparisons run there only (e.g. the diffusers
+    drivers of the solver benchmark), naming the option."""
+    if device != "cpu":
+        raise click.BadParameter(f"{what} runs on the CPU only (its analytic models and comparisons are CPU code); "
+                                 "give --device cpu or drop --device", param_hint="--device")
 
 
 def emit(result: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], None]) -> None:
     """Print a result dict as JSON or through a human renderer."""
     if as_json:
-        click.echo(json.dumps(result, indent=2, default=float))
+        click.echo(dumps(result, indent=2))
     else:
         render(result)
 
 
 # Options that do not change what is trained; left out of a recorded training command.
-NOT_RECORDED = {"device", "resume", "threads", "quiet", "ckpt"}
+NOT_RECORDED = {"device", "resume", "overwrite", "threads", "quiet", "ckpt", "as_json"}
 
 
 def _scalar_type(hint: Any) -> Any:
@@ -115,9 +129,12 @@ def run_options(*, steps: int, lr: float, warmup: int, ema_decay: float, ckpt_ev
     fields = config_options(TrainConfig, *RUN_FIELDS, steps=steps, lr=lr, warmup=warmup, ema_decay=ema_decay,
                             ckpt_every=ckpt_every, average_every=None)
     opts = [
-        click.option("--out", required=True, type=click.Path(dir_okay=False), help=out_help),
-        click.option("--ckpt", default=None, type=click.Path(dir_okay=False), help="checkpoint path [OUT.ckpt.pt]"),
+        click.option("--out", required=True, callback=writable, help=out_help),
+        click.option("--ckpt", default=None, callback=writable, help="checkpoint path [OUT.ckpt.pt]"),
         click.option("--resume", is_flag=True, help="continue exactly from the checkpoint"),
+        click.option("--overwrite", is_flag=True,
+                     help="start afresh over an existing --out and its checkpoint (without it, or --resume, an "
+                          "existing one is refused)"),
         click.option("--threads", default=None, type=int, help="torch CPU threads"),
         click.option("--quiet", is_flag=True, help="no progress bar"),
     ]

@@ -13,12 +13,13 @@ from .options import common, emit, json_option
 from .plans import GRIDS, PLANS
 
 
-def _metrics(x: Any, dataset: str | None, labels: Any) -> dict[str, Any]:
+def _metrics(x: Any, dataset: str | None, labels: Any, seed: int = 0, device: str = "cpu",
+             progress: bool = False) -> dict[str, Any]:
     from .. import metrics
 
     if dataset is None:
         return {}
-    return metrics.evaluate(x, dataset, labels=labels)
+    return metrics.evaluate(x, dataset, labels=labels, seed=seed, device=device, progress=progress)
 
 
 def _fmt(v: Any) -> str:
@@ -65,6 +66,26 @@ def _labels(class_label: str | None, n: int, classes: int, cfg: float) -> Any:
     return torch.full((n,), k, dtype=torch.long)
 
 
+def _check_metrics_data(dataset: str | None) -> None:
+    """Before sampling: the metrics need a shipped feature classifier, which an image folder never has; and a
+    folder recorded by an older model is a path relative to where it was trained. Say so, and how to go on."""
+    from pathlib import Path
+
+    if dataset is None:
+        return
+    folder = dataset.removeprefix("folder:") if dataset.startswith("folder:") else None
+    if folder is None and Path(dataset).is_dir():
+        folder = dataset
+    if folder is None:
+        return
+    where = "" if Path(folder).is_dir() else (
+        f" (a path relative to the directory the model was trained in: from here it would be "
+        f"{Path(folder).absolute()}, which does not exist)")
+    raise click.BadParameter(f"the samples would be scored against the image folder {folder!r}{where}, but FD and the "
+                             "other metrics need a shipped feature classifier and an image folder has none: pass "
+                             "--no-metrics (the samples, --out and --save are written as usual)", param_hint="--data")
+
+
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -91,17 +112,21 @@ DTYPES = ("float32", "bfloat16", "float16")
 @click.option("--grid-n", default=64, show_default=True, type=int, help="images in the grid")
 @click.option("--save", default=None, callback=writable_or_empty, help="also save the samples to FILE.pt or FILE.npz")
 @click.option("--no-metrics", is_flag=True, help="skip FD / precision / recall / confidence")
+@click.option("--compile", "compile_", is_flag=True,
+              help="run the network under torch.compile (the first batch pays the compilation: worth it for large n)")
 @click.option("--quiet", is_flag=True, help="no progress bar (it is drawn on stderr)")
 @common
 @json_option
 def sample(model: str, plan_spec: str | None, nfe: int | None, grid: str | None, n: int, batch: int,
            class_label: str | None, cfg_scale: float, dtype: str, dataset: str | None, out: str, grid_n: int,
-           save: str | None, no_metrics: bool, quiet: bool, device: str, seed: int, as_json: bool) -> None:
+           save: str | None, no_metrics: bool, compile_: bool, quiet: bool, device: str, seed: int,
+           as_json: bool) -> None:
     """Sample a model (fs.generate) and report FD (with the real-data noise floor), NFE, time and images/s.
 
-    --json keys: model, plan, nfe, grid, n, seed, class_label, cfg, device, sample_seconds, images_per_s,
-    wall_seconds, out, save, and from fs.metrics.evaluate: dataset, fd, noise_floor, noise_floor_n, fd_over_floor,
-    precision, recall, density, coverage, confidence, confidence_real, class_entropy, accuracy (with labels).
+    --json keys: model, plan, nfe, grid, n, seed, class_label, cfg, device, dtype, compile, sample_seconds,
+    images_per_s, wall_seconds, out, save, and from fs.metrics.evaluate: dataset, fd, noise_floor, noise_floor_n,
+    fd_over_floor, precision, recall, density, coverage, confidence, confidence_real, class_entropy,
+    accuracy (with labels).
     """
     import torch
 
@@ -116,14 +141,16 @@ def sample(model: str, plan_spec: str | None, nfe: int | None, grid: str | None,
         raise ValueError(f"--save takes a file ending in .pt or .npz, got {save!r}")
     m = resolve(model, device)
     labels = _labels(class_label, n, num_classes(m), cfg_scale)
+    dataset = dataset or dataset_of(m)
+    if not no_metrics:
+        _check_metrics_data(dataset)
     d = draw(m, n, nfe=nfe, plan=plan_spec, seed=seed, labels=labels, guidance=cfg_scale, batch=batch,
              device=device, dtype=getattr(torch, dtype), grid=grid, name=model_name(model),
-             progress=not quiet)
+             progress=not quiet, compile=compile_)
     x, seconds = d.x, d.seconds
-    dataset = dataset or dataset_of(m)
     r: dict[str, Any] = {"model": model, "plan": d.sampler.get("plan", d.sampler["sampler"]), "nfe": d.nfe,
                          "grid": grid, "n": n, "seed": seed, "class_label": class_label, "cfg": cfg_scale,
-                         "device": device, "dtype": dtype, "sample_seconds": seconds,
+                         "device": device, "dtype": dtype, "compile": compile_, "sample_seconds": seconds,
                          "images_per_s": n / seconds if seconds > 0 else float("inf")}
     if "sigmas" in d.sampler:
         r["sigmas"] = d.sampler["sigmas"]
@@ -133,7 +160,7 @@ def sample(model: str, plan_spec: str | None, nfe: int | None, grid: str | None,
         r["save"] = str(save_samples(x, save, labels, meta={k: r[k] for k in ("model", "plan", "nfe")}
                                      | {"data": dataset}))
     if not no_metrics:
-        r.update(_metrics(x, dataset, labels))
+        r.update(_metrics(x, dataset, labels, device=device, progress=not quiet))
     r["wall_seconds"] = time.perf_counter() - t0
     emit(r, as_json, _render)
 
@@ -143,10 +170,13 @@ def sample(model: str, plan_spec: str | None, nfe: int | None, grid: str | None,
 @click.option("--data", "dataset", default=None, help="data set the samples imitate [default: the file's meta]")
 @click.option("--labels/--no-labels", default=True, show_default=True,
               help="score accuracy against the labels stored in the file (array y)")
+@click.option("--quiet", is_flag=True, help="no progress bar (it is drawn on stderr)")
+@common
 @json_option
-def eval_cmd(samples_file: str, dataset: str | None, labels: bool, as_json: bool) -> None:
+def eval_cmd(samples_file: str, dataset: str | None, labels: bool, quiet: bool, device: str, seed: int,
+             as_json: bool) -> None:
     """FD (with the real-data noise floor), precision/recall/density/coverage and classifier confidence of saved
-    samples."""
+    samples. The feature classifier runs on --device; --seed draws the real images precision/recall compare with."""
     from ..io import load_samples
 
     x, y = load_samples(samples_file)
@@ -159,5 +189,6 @@ def eval_cmd(samples_file: str, dataset: str | None, labels: bool, as_json: bool
         raise ValueError("name the data set the samples imitate with --data (e.g. --data digits)")
     if len(x) < 2:
         raise ValueError(f"{samples_file} holds {len(x)} samples; FD needs at least 2")
-    r = {"samples_file": samples_file, "dataset": dataset} | _metrics(x, dataset, y if labels else None)
+    r = {"samples_file": samples_file, "dataset": dataset} | _metrics(x, dataset, y if labels else None, seed, device,
+                                                                      not quiet)
     emit(r, as_json, _render)

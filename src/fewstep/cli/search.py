@@ -72,6 +72,9 @@ def search(model: str, nfe: int, out: str, budget: int | None, metric: str, n_sa
 
     if nfe < 1:
         raise click.BadParameter(f"must be a positive integer, got {nfe}", param_hint="--nfe")
+    if state is not None and Path(state).absolute().resolve() == Path(out).absolute().resolve():
+        raise click.BadParameter(f"is the same file as --out ({out}); the search state would overwrite the plan: give "
+                                 "--state another path", param_hint="--state")
     if threads is not None:
         if threads < 1:
             raise click.BadParameter(f"must be a positive integer, got {threads}", param_hint="--threads")

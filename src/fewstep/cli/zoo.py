@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..bench.strict_json import dumps
+from .options import SEED_MAX, device_option, json_always
 
 FILES = Path(__file__).resolve().parent.parent / "zoo" / "files"
 
@@ -86,16 +87,20 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--n", type=click.IntRange(min=2), default=1000, show_default=True, help="samples per setting")
 @click.option("--nfe", type=click.IntRange(min=1), default=35, show_default=True, help="Heun evaluations")
-@click.option("--seed", type=int, default=0, show_default=True, help="base noise seed (cond: seed + 1)")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True,
+              help="base noise seed (cond: seed + 1)")
 @click.option("--write-manifest", is_flag=True, help="write the result into the shipped files/NAME.json")
 @click.option("--png", default=None, help="also save a 10x10 grid of unconditional samples here")
-def evaluate_cmd(name: str, n: int, nfe: int, seed: int, write_manifest: bool, png: str | None) -> None:
+@device_option
+@json_always
+def evaluate_cmd(name: str, n: int, nfe: int, seed: int, write_manifest: bool, png: str | None, device: str,
+                 as_json: bool) -> None:
     """Measure a zoo model's quality (35-NFE Heun FD with its noise floor, confidence, accuracy) as JSON."""
     # torch comes with these: imported when a model is measured, so `zoo list` / `zoo rebuild` start at once
     from ..io import save_grid
     from ..zoo import evaluate, load
 
-    res = evaluate.evaluate(name, n, nfe, seed)
+    res = evaluate.evaluate(name, n, nfe, seed, device)
     click.echo(dumps(res, indent=2))
     if png:
         save_grid(evaluate.draw(load(name), 100, nfe, seed), png, nrow=10)
@@ -103,21 +108,53 @@ def evaluate_cmd(name: str, n: int, nfe: int, seed: int, write_manifest: bool, p
         click.echo(f"wrote {evaluate.write_manifest(name, res, evaluate.command(name, n, nfe, seed))}")
 
 
+PATH_OPTIONS = ("--out", "--init", "--ckpt", "--state")  # options of a recorded command that name a file it writes
+# or reads back; those inside the shipped files/ folder are redirected by `rebuild`
+
+
+def redirect(argv: list[str], target: Path) -> list[str]:
+    """A recorded command with every PATH_OPTIONS value inside the shipped files/ folder (recorded from a checkout as
+    src/fewstep/zoo/files/..., or the installed folder itself) moved to the same place under `target`."""
+    out = list(argv)
+    for i, a in enumerate(out[:-1]):
+        if a not in PATH_OPTIONS:
+            continue
+        parts = Path(out[i + 1]).parts
+        at = next((j for j in range(len(parts) - 2) if parts[j:j + 3] == ("fewstep", "zoo", "files")), None)
+        if at is not None:
+            out[i + 1] = str(target.joinpath(*parts[at + 3:]))
+        elif Path(out[i + 1]).absolute().is_relative_to(FILES.absolute()):
+            out[i + 1] = str(target / Path(out[i + 1]).absolute().relative_to(FILES.absolute()))
+    return out
+
+
 @zoo.command()
 @click.argument("name")
 @click.option("--dry-run", is_flag=True, help="print the recorded command instead of running it")
-def rebuild(name: str, dry_run: bool) -> None:
-    """Re-run the recorded command that produced a shipped model or plan (each stage in turn, if it had stages)."""
+@click.option("--out", "target", default=None, type=click.Path(file_okay=False),
+              help="folder for the rebuilt files [the user cache: $FEWSTEP_CACHE/zoo, default ~/.cache/fewstep/zoo]")
+@click.option("--overwrite", is_flag=True, help="let the training stages start afresh over files an earlier "
+                                                "rebuild left (they refuse otherwise)")
+def rebuild(name: str, dry_run: bool, target: str | None, overwrite: bool) -> None:
+    """Re-run the recorded command that produced a shipped model or plan (each stage in turn, if it had stages),
+    writing into --out or the user cache, never into the installed package."""
+    from ..cache import rebuild_dir
+
     found = {n: m for _, n, m in _manifests()}
     if name not in found:
         raise KeyError(f"no shipped entry {name!r}; see `fewstep zoo list` for the names")
     cmds = found[name].get("stages") or [found[name].get("command")]
     if not all(cmds):
         raise ValueError(f"{name} has no recorded command in its manifest; it cannot be rebuilt automatically")
+    dest = Path(target) if target else rebuild_dir()
     for cmd in cmds:
-        argv = shlex.split(cmd)
+        argv = redirect(shlex.split(cmd), dest)
+        if overwrite and argv[:2] in (["fewstep", "train"], ["fewstep", "distill"]):
+            argv.append("--overwrite")
+        click.echo(f"$ {shlex.join(argv)}")
         if argv and argv[0] == "fewstep":
             argv = [sys.executable, "-m", "fewstep", *argv[1:]]
-        click.echo(f"$ {cmd}")
         if not dry_run and (rc := subprocess.call(argv)):
+            click.echo(f"error: the stage above failed (exit {rc}); if it refused an existing output, rerun with "
+                       f"`fewstep zoo rebuild {name} --overwrite`", err=True)
             raise SystemExit(rc)

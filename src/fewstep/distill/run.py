@@ -103,6 +103,13 @@ def ode_bank(den: Any, cc: Config, shape: tuple[int, ...], seed: int = 0,
     return states
 
 
+def check_teacher(cc: Config, teacher: Any) -> None:
+    """Refuse a mode that distils from a teacher when none is given (before any work, naming the option)."""
+    if cc.uses_teacher and teacher is None:
+        raise ValueError(f"--mode {cc.mode} needs --teacher (a zoo name or checkpoint); use --mode ict to train from "
+                         "scratch")
+
+
 def distill(cc: Config, tc: Any, data: Any, teacher: Any = None,
             out: str | Path | None = None, ckpt: str | Path | None = None, resume: bool = False,
             device: str | torch.device = "cpu", command: str | None = None, dropout: float | None = None,
@@ -111,9 +118,7 @@ def distill(cc: Config, tc: Any, data: Any, teacher: Any = None,
     from its weights), or CT / iCT from scratch (`teacher` then only lends its architecture). `init` (a zoo name or
     saved model) starts the student from that model's weights instead, e.g. a second stage with a larger batch. `tc`
     is a TrainConfig. Returns the loop's TrainResult; the EMA student is saved to `out` (fewstep.io.save_model)."""
-    if cc.uses_teacher and teacher is None:
-        raise ValueError(f"--mode {cc.mode} needs --teacher (a zoo name or checkpoint); use --mode ict to train from "
-                         "scratch")
+    check_teacher(cc, teacher)
     teach = frozen(teacher, device) if teacher is not None else None
     init_state = None
     if teach is not None and hasattr(teach, "config"):

@@ -237,10 +237,10 @@ def class_probs(x: Tensor, dataset: str, batch: int = 500, device: str = "cpu") 
     return torch.cat([net(x[i:i + batch].to(device)).softmax(-1).cpu() for i in range(0, len(x), batch)])
 
 
-def confidence(x: Tensor, dataset: str, labels: Tensor | None = None) -> dict[str, float]:
+def confidence(x: Tensor, dataset: str, labels: Tensor | None = None, device: str = "cpu") -> dict[str, float]:
     """{"confidence": mean max-softmax, "accuracy": share whose argmax equals `labels` (when given),
     "class_entropy": entropy (nats) of the predicted-class histogram, log(10) when all classes are equally made}."""
-    p = class_probs(x, dataset)
+    p = class_probs(x, dataset, device=device)
     pred = p.argmax(1)
     hist = torch.bincount(pred, minlength=p.shape[1]).double() / len(pred)
     out = {"confidence": p.max(1).values.mean().item(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def train_with_curve(out: Path, steps: int, segments: int, train: Callable[[int,
             curve[-1]["cooldown"] = cooldown
         elif cooldown and k == steps - cooldown:
             atomic_write(stable, lambda tmp: shutil.copyfile(ckpt, tmp))
-        print(json.dumps(curve[-1]), flush=True)
+        print(json.dumps(curve[-1]), file=sys.stderr, flush=True)  # a log line: stdout keeps the results
         manifest = {"name": out.stem, "command": command(k), "seed": seed, "commit": git_commit(),
                     "wall_s": curve[-1]["wall_s"], "threads": torch.get_num_threads(), "metrics": metrics(curve[-1]),
                     "curve": curve, "note": NOTE}

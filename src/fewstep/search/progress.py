@@ -1,9 +1,12 @@
-"""Live search display (rich): best score so far, evaluations spent of the budget, the predictor's Kendall tau."""
+"""Live search display (rich, on stderr): best score so far, evaluations spent of the budget, the predictor's
+Kendall tau."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from ..progress import stderr_console
 
 
 class Display:
@@ -13,7 +16,7 @@ class Display:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(TextColumn(f"S^3 nfe={nfe}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.fields[info]}"), transient=False)
+                            TextColumn("{task.fields[info]}"), transient=False, console=stderr_console())
         self.task = self.bar.add_task("search", total=budget, info="")
         self.bar.start()
 

@@ -23,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel
 from ..errors import CheckpointError, DataError
 from ..io import atomic_torch_save, build_denoiser, git_commit, save_model
 from .config import TrainConfig
+from .guard import hold
 from .objective import DenoisingObjective, Objective, load_objective_state, objective_state
 from .progress import ProgressBar
 
@@ -122,7 +123,15 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
     artefact to `out` (fewstep.io.save_model) on rank 0. Works alone or under torch.distributed (DDP).
     `objective` (a fewstep.train.Objective, e.g. consistency distillation) replaces cfg.loss's DenoisingObjective;
     the loop drives only that protocol, DDP-wraps its auxiliary networks and checkpoints them with its state.
-    `init_state` initialises the weights (e.g. from a teacher)."""
+    `init_state` initialises the weights (e.g. from a teacher). Rank 0 holds the lock of `out` (train.guard.hold)
+    for the whole run, so a second run on the same output fails at once."""
+    with hold(out if dist_info()[0] == 0 else None):
+        return _train(model_config, data, cfg, out, ckpt, resume, device, command, objective, init_state)
+
+
+def _train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | Path | None,
+           ckpt: str | Path | None, resume: bool, device: str | torch.device, command: str | None,
+           objective: Objective | None, init_state: dict[str, Tensor] | None) -> TrainResult:
     objective = DenoisingObjective(cfg.loss, cfg.loss_kwargs) if objective is None else objective
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be a fewstep.train.Objective (loss/after_step/state_dict/aux), got "
@@ -157,12 +166,17 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
     opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     objective.setup(den)
-    step, wall0, history = 0, 0.0, []
+    # window: the losses of the logging window in progress; flushed: the run ended inside it and history[-1] is its
+    # mean so far (a resume that goes on takes that entry back and continues the window, as an unbroken run would)
+    step, wall0, history, window, flushed = 0, 0.0, [], [], False
     ckpt = Path(ckpt) if ckpt is not None else (Path(out).with_suffix(".ckpt.pt") if out is not None else None)
     if resume:
         if ckpt is None:
             raise ValueError("resume=True needs a checkpoint path (ckpt= or out=)")
         state = load_checkpoint(ckpt)
+        if int(state["step"]) > cfg.steps:
+            raise ValueError(f"{ckpt} is at step {state['step']}, past --steps {cfg.steps}: its weights are the "
+                             f"{state['step']}-step ones; resume with --steps {state['step']} or more")
         _check_same_run(state["config"], model_config, cfg, ckpt, int(state["step"]))
         den.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -171,6 +185,9 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, wall0, history = int(state["step"]), float(state.get("wall_s", 0.0)), list(state.get("losses", []))
+        window = list(state.get("window", []))
+        if state.get("flushed") and step < cfg.steps:
+            history.pop()
         torch.set_rng_state(state["rng"]["torch"])
         load_objective_state(objective, state.get("objective") or {}, ckpt)
     model = nn.parallel.DistributedDataParallel(den) if world > 1 else den
@@ -184,12 +201,12 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
                 "model": den.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                 "average": avg.state_dict() if avg is not None else None,
                 "scheduler": sched.state_dict(), "step": step, "wall_s": wall0 + time.perf_counter() - t0,
-                "losses": history, "rng": {"torch": torch.get_rng_state()},
+                "losses": history, "window": window, "flushed": flushed, "rng": {"torch": torch.get_rng_state()},
                 "config": {"model": model_config, "train": dataclasses.asdict(cfg), "command": command},
                 "objective": objective_state(objective),
             }, ckpt)
 
-    t0, window = time.perf_counter(), []
+    t0 = time.perf_counter()
     bar = ProgressBar(cfg.steps, step, enabled=cfg.progress and rank == 0)
     with bar:
         while step < cfg.steps:
@@ -210,9 +227,12 @@ def train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str | 
             if avg is not None and step >= cfg.average_from and step % cfg.average_every == 0:
                 avg.update_parameters(ema.module)
             window.append(loss.item())
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step % cfg.log_every == 0:
                 history.append(sum(window) / len(window))
                 window = []
+            elif step == cfg.steps:
+                history.append(sum(window) / len(window))
+                flushed = True
             bar.update(step, history[-1] if history else math.nan)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 save_ckpt()

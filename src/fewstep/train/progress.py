@@ -1,9 +1,12 @@
-"""A rich progress bar showing step, loss and it/s; a no-op when disabled (tests, non-zero ranks)."""
+"""A rich progress bar on stderr showing step, loss and it/s; a no-op when disabled (--quiet, non-zero ranks) or
+when stderr is not a terminal (logs, pipes, tests), as fewstep.progress.Bar."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+from ..progress import stderr_console
 
 
 class ProgressBar:
@@ -14,12 +17,13 @@ class ProgressBar:
         self._bar: Any = None
 
     def __enter__(self) -> ProgressBar:
-        if self.enabled:
+        console = stderr_console() if self.enabled else None
+        if console is not None and console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[its]:.1f} it/s"),
-                                 TimeRemainingColumn())
+                                 TimeRemainingColumn(), console=console)
             self._bar.__enter__()
             self._task = self._bar.add_task("train", total=self.total, completed=self.start, loss=float("nan"),
                                             its=0.0)

@@ -24,25 +24,27 @@ from . import FILES, load
 from .generate import generate
 
 
-def draw(den: nn.Module, n: int, nfe: int = 35, seed: int = 0, cond: Tensor | None = None, solver: str = "heun"
-         ) -> Tensor:
+def draw(den: nn.Module, n: int, nfe: int = 35, seed: int = 0, cond: Tensor | None = None, solver: str = "heun",
+         device: str = "cpu") -> Tensor:
     """n samples from per-sample seeds with the `solver` plan at `nfe` evaluations, clamped to [-1, 1]."""
     plan = constructors.get(solver, nfe=nfe, sigma_min=den.sigma_min, sigma_max=den.sigma_max)
-    return generate(den, n, plan=plan, seed=seed, labels=cond)
+    return generate(den, n, plan=plan, seed=seed, labels=cond, device=device)
 
 
-def evaluate(name_or_path: str, n: int = 1000, nfe: int = 35, seed: int = 0) -> dict[str, Any]:
-    """Quality of a denoiser on its training data set: unconditional metrics, plus conditional accuracy."""
-    den = load(name_or_path)
+def evaluate(name_or_path: str, n: int = 1000, nfe: int = 35, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """Quality of a denoiser on its training data set: unconditional metrics, plus conditional accuracy; the
+    network runs on `device` (per-sample noise: the samples do not depend on it beyond float round-off)."""
+    den = load(name_or_path, device)
     dataset = den.config.get("data", {}).get("name", "digits")
     t0 = time.perf_counter()
-    x = draw(den, n, nfe, seed)
+    x = draw(den, n, nfe, seed, device=device)
     out: dict[str, Any] = {"solver": "heun", "nfe": nfe, "n": n, "seed": seed,
                            "uncond": metrics.evaluate(x, dataset)}
     k = int(den.config["net"]["kwargs"].get("num_classes", 0))
     if k:
         labels = torch.arange(n) % k
-        out["cond"] = metrics.evaluate(draw(den, n, nfe, seed + 1, cond=labels), dataset, labels=labels)
+        out["cond"] = metrics.evaluate(draw(den, n, nfe, seed + 1, cond=labels, device=device), dataset,
+                                       labels=labels)
     out["eval_wall_s"] = round(time.perf_counter() - t0, 1)
     return out
 

@@ -46,21 +46,24 @@ class Drawn:
 
 def generate(model: Any, n: int, nfe: int | None = None, plan: Any = None, seed: int = 0, labels: Any = None,
              guidance: float | None = None, batch: int = 256, device: str = "cpu",
-             dtype: torch.dtype | None = None) -> Tensor:
+             dtype: torch.dtype | None = None, compile: bool = False) -> Tensor:
     """n images [n, *data_shape] in [-1, 1] on CPU from any model: a zoo name, a checkpoint, a diffusers folder or
     a loaded model. nfe/plan: a plan name, "searched", a Plan or a plan file (for a student: nfe = its steps, plan =
     its sigmas); None: the model's recorded default sampler. labels: None, an int or [n]; guidance: the CFG scale
-    g in D_u + g (D_c - D_u) (Ho & Salimans 2022, Eq. 6), 1 = none."""
-    return draw(model, n, nfe, plan, seed, labels, guidance, batch, device, dtype).x
+    g in D_u + g (D_c - D_u) (Ho & Salimans 2022, Eq. 6), 1 = none. compile: run the network under torch.compile
+    (the first batch pays the compilation)."""
+    return draw(model, n, nfe, plan, seed, labels, guidance, batch, device, dtype, compile=compile).x
 
 
 @torch.no_grad()
 def draw(model: Any, n: int, nfe: int | None = None, plan: Any = None, seed: int = 0, labels: Any = None,
          guidance: float | None = None, batch: int = 256, device: str = "cpu", dtype: torch.dtype | None = None,
-         grid: str | None = None, clamp: bool = True, name: str | None = None, progress: bool = False) -> Drawn:
+         grid: str | None = None, clamp: bool = True, name: str | None = None, progress: bool = False,
+         compile: bool = False) -> Drawn:
     """`generate` with what ran and its timing; `grid`: the sigma grid of a named plan [the recorded one, or
     logsnr]; clamp=False keeps the sampler's raw output (what some benchmarks score); `name`: the zoo name that
-    plan="searched" looks up [the model's]; `progress`: a bar over the batches on stderr."""
+    plan="searched" looks up [the model's]; `progress`: a bar over the batches on stderr; `compile`: the model
+    under torch.compile (seconds include the compilation)."""
     if not isinstance(n, int) or not isinstance(batch, int) or n <= 0 or batch <= 0:
         raise ValueError(f"n and batch must be positive integers, got n={n!r}, batch={batch!r}")
     if nfe is not None and (not isinstance(nfe, int) or nfe < 1):
@@ -78,7 +81,7 @@ def draw(model: Any, n: int, nfe: int | None = None, plan: Any = None, seed: int
     y = labels_for(n, labels, num_classes(m))
     _check_label_path(m, y)
     recorded = sampler_defaults(m)
-    den, cond = _guided(m, kind, y, guidance)
+    den, cond = _guided(_compiled(m) if compile else m, kind, y, guidance)
     if kind.sampler == "renoise":
         sigmas = renoise_sigmas(m, nfe, plan, recorded)
         x_T = noise(n, seed, shape, sigmas[0])
@@ -154,11 +157,19 @@ def _placed(m: Any, device: str, dtype: torch.dtype | None, owned: bool) -> Any:
     return m.to(device=device, dtype=dtype) if casts else m.to(device)
 
 
+def _compiled(m: Any) -> Any:
+    """The model under torch.compile (PyTorch 2, TorchDynamo + Inductor): a wrapper that keeps the model's
+    attributes (sigma_min, shape, config) and compiles on its first call; the model itself is left as it is."""
+    if not isinstance(m, nn.Module):
+        raise ValueError(f"compile=True compiles a torch module; this model is a {type(m).__name__}: drop compile")
+    return torch.compile(m)
+
+
 def _check_label_path(m: Any, y: Tensor | None) -> None:
     dropout = ((getattr(m, "config", None) or {}).get("train") or {}).get("label_dropout")
     if y is not None and dropout is not None and float(dropout) >= 1.0:
         raise ValueError("this model was trained with label dropout 1 (only its unconditional branch learned), so "
-                         "its label input is untrained; sample it without labels")
+                         "its label input is untrained; sample it without labels (drop labels= / --class-label)")
 
 
 def _guided(m: Any, kind: kinds.Kind, y: Tensor | None, guidance: float | None) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import kinds
+from .. import cache, kinds
 from ..bridge.load import from_diffusers, is_diffusers_dir
 from ..errors import PlanError
 from ..latent.autoencoder import KLAutoencoder, is_autoencoder_dir
@@ -120,6 +120,15 @@ def searched_plan_path(model: str, nfe: int) -> Path:
     return FILES / "plans" / f"{model}-nfe{nfe}.json"
 
 
+def find_searched_plan(model: str, nfe: int) -> Path | None:
+    """The searched plan of `model` at `nfe`: the shipped one, else the user's in the cache (fewstep.cache), else
+    None."""
+    for p in (searched_plan_path(model, nfe), cache.plan_path(model, nfe)):
+        if p.is_file():
+            return p
+    return None
+
+
 def resolve_plan(spec: str | Plan, den: Any, nfe: int | None = None, grid: str = "logsnr",
                  model: str | None = None) -> Plan:
     """A Plan from a Plan, a plan name (built over the model's sigma range), a JSON file, or "searched" (the shipped
@@ -131,11 +140,13 @@ def resolve_plan(spec: str | Plan, den: Any, nfe: int | None = None, grid: str =
     elif spec == "searched":
         if nfe is None or model is None:
             raise ValueError("plan 'searched' needs the model's zoo name and --nfe")
-        path = searched_plan_path(model, nfe)
-        if not path.is_file():
-            raise FileNotFoundError(f"no searched plan for model {model!r} at NFE {nfe} ({path}); produce it with "
-                                    f"`fewstep search --model {model} --nfe {nfe} --out {path}`, or pass a plan name "
-                                    "or a plan .json file")
+        path = find_searched_plan(model, nfe)
+        if path is None:
+            mine = cache.plan_path(model, nfe)
+            raise FileNotFoundError(f"no searched plan for model {model!r} at NFE {nfe} (shipped or in {mine.parent}); "
+                                    f"produce it with `fewstep search --model MODEL --nfe {nfe} --out {mine}` (the "
+                                    "user cache, FEWSTEP_CACHE; `--plan searched` looks there), or pass a plan name or "
+                                    "a plan .json file")
         plan = _read_plan(path)
     elif os.fspath(spec).endswith(".json") or Path(spec).is_file():
         if not Path(spec).is_file():
