@@ -46,8 +46,8 @@ def test_ascending_plan_equals_diffusers_inverse_multistep(den, order, n):
     assert _rel(ours, theirs) <= 1e-10
 
 
-def test_ddim_inversion_is_song_eq_13_reversed(den):
-    """x_{t} = D(x_s, s) + t (x_s - D(x_s, s)) / s on increasing sigmas (Song et al. 2021, Eq. 13, run upwards)."""
+def test_ddim_inversion_is_song_eq_12_reversed(den):
+    """x_{t} = D(x_s, s) + t (x_s - D(x_s, s)) / s on increasing sigmas (Song et al. 2021, Eq. 12, run upwards)."""
     plan = fs.plans.get("ddim", nfe=8).inverted()
     s = plan.sigmas.tolist()
     x = _x0(den)

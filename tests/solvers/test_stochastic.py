@@ -207,7 +207,8 @@ def test_stochastic_plan_needs_a_generator(den):
     (Step(noise="sde", prediction="noise"), "noise"), (Step(noise="renoise", order=2), "noise"),
     (Step(eta=0.5), "eta"), (Step(noise="renoise", eta=1.5), "eta"), (Step(noise="bogus"), "noise"),
     (Step(noise="ancestral", boundary=0.1), "boundary"), (Step(s_noise=1.1), "s_noise"),
-    (Step(churn=-1.0), "churn"), (Step(noise="renoise", down=5.0), "down")])
+    (Step(churn=-1.0), "churn"), (Step(noise="renoise", down=5.0), "down"),
+    (Step(noise="sde", order=2, ratios=(0.5,)), "ratios")])
 def test_bad_stochastic_fields_name_the_field(step, field):
     steps = (Step(order=1), step, Step(order=1)) if step.order == 1 else (Step(), Step(), step, Step())
     sig = [80.0, 1.0, 0.1, 0.0] if len(steps) == 3 else [80.0, 1.0, 0.5, 0.1, 0.0]

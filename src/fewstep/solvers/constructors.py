@@ -257,7 +257,7 @@ def euler_ancestral(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, 
 
 def dpm_solver_pp_2m_sde(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, eta: float = 1.0,
                          s_noise: float = 1.0, **options: Any) -> Plan:
-    """SDE-DPM-Solver++(2M) (Lu et al. 2022b, App. B; diffusers algorithm_type="sde-dpmsolver++", k-diffusion
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022b; diffusers algorithm_type="sde-dpmsolver++", k-diffusion
     sample_dpmpp_2m_sde with eta): DPM-Solver++(2M)'s decisions with the SDE's step and noise (stochastic.py)."""
     plan = REGISTRY["dpm_solver_pp_2m"](nfe, sigma_min, sigma_max, grid, **options)
     if any(st.prediction != "data" for st in plan.steps):

@@ -170,6 +170,9 @@ def _check_noise(i: int, st: Step, t: float) -> None:
     if st.noise == "sde" and (st.prediction != "data" or st.variable != "lambda"):
         raise _fail(i, "noise", "'sde' (SDE-DPM-Solver++, Lu et al. 2022b) is a data-prediction step in lambda; "
                     "use prediction 'data' and variable 'lambda'")
+    if st.singlestep and (st.noise == "sde" or st.noise == "ancestral" and st.eta > 1):
+        raise _fail(i, "ratios", "intermediate points need a positive target: 'sde' steps are multistep, "
+                    "'ancestral' ones take eta <= 1")
     if st.noise == "renoise":
         if st.order != 1 or st.singlestep:
             raise _fail(i, "noise", "'renoise' (consistency / LCM / TCD) is a first-order step: order 1, no ratios")

@@ -4,10 +4,10 @@ A stochastic step first integrates the ODE from sigma_s to a lower `target` d (e
 step applies there), then adds fresh noise of std u up to sigma_t; EDM's churn adds noise before the evaluation:
   ancestral  d = sqrt(t^2 - u^2), u = min(t, eta sqrt(t^2 (s^2 - t^2) / s^2))   (k-diffusion get_ancestral_step)
   sde        d = t e^{-eta h}, u = t sqrt(1 - e^{-2 eta h}), h = log(s/t); derivative nodes are placed on the real
-             step s -> t (SDE-DPM-Solver++, Lu et al. 2022b App. B; diffusers "sde-dpmsolver++", k-diffusion
+             step s -> t (SDE-DPM-Solver++, Lu et al. 2022b; diffusers "sde-dpmsolver++", k-diffusion
              sample_dpmpp_2m_sde)
   renoise    d = `down` or (1 - gamma) t with gamma = eta (TCD's strategic stochastic sampling, Zheng et al. 2024,
-             Eq. 7, in sigma), u = sqrt(t^2 - max(d, boundary)^2): gamma = 1 is the consistency multistep sampler
+             in sigma), u = sqrt(t^2 - max(d, boundary)^2): gamma = 1 is the consistency multistep sampler
              (Song et al. 2023, Alg. 1: x <- f(x) + sqrt(t^2 - eps^2) z, boundary = eps; LCM with boundary 0)
   churn      sigma_hat = s (1 + churn), x += sqrt(sigma_hat^2 - s^2) S_noise z, then the step runs from sigma_hat
              (Karras et al. 2022, Alg. 2 lines 4-6)
