@@ -21,6 +21,7 @@ _ATTRS = {
     "reference_solve": ("reference", "reference_solve"),
     "Plan": ("solvers.plan", "Plan"),
     "sample": ("solvers.engine", "sample"),
+    "invert": ("solvers.engine", "invert"),
     "from_diffusers": ("bridge.load", "from_diffusers"),
     "FewStepScheduler": ("bridge.scheduler", "FewStepScheduler"),
     "generate": ("zoo.generate", "generate"),

@@ -142,3 +142,24 @@ def test_named_plans_in_a_loop(name):
         x = sch.step(unet(sch.scale_model_input(x, t), t).sample, t, x).prev_sample
     assert calls[0] == plan.nfe
     torch.testing.assert_close(x, fs.sample(den, n * plan.sigmas[0].float(), plan), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,opts", [("dpm_solver_pp_2m_sde", {}), ("euler_ancestral", {}),
+                                       ("heun", {"S_churn": 10.0, "S_tmax": 50.0})])
+def test_stochastic_plans_in_a_loop(name, opts):
+    """A stochastic plan in the diffusers loop draws from step()'s generator exactly as fs.sample does."""
+    unet = tiny_unet()
+    den = from_diffusers(unet, diffusers.DDPMScheduler(prediction_type="v_prediction"))
+    plan = fs.plans.get(name, nfe=5, sigma_min=den.sigma_min, sigma_max=80.0, **opts)
+    sch = FewStepScheduler.from_plan(plan, den)
+    n = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    sch.set_timesteps(plan.nfe)
+    x, g = n * sch.init_noise_sigma, torch.Generator().manual_seed(9)
+    for t in sch.timesteps:
+        x = sch.step(unet(sch.scale_model_input(x, t), t).sample, t, x, generator=g).prev_sample
+    want = fs.sample(den, n * plan.sigmas[0].float(), plan, generator=torch.Generator().manual_seed(9))
+    torch.testing.assert_close(x, want, rtol=1e-4, atol=1e-4)  # float32 UNet, unclamped x0 of size ~20
+    if "S_churn" in opts:  # churn at x_T itself would need noise before the pipeline's first call: refused
+        with pytest.raises(ValueError, match="S_tmax"):
+            FewStepScheduler.from_plan(fs.plans.get(name, nfe=5, sigma_max=80.0, sigma_min=den.sigma_min,
+                                                    S_churn=10.0), den)

@@ -12,6 +12,7 @@ from bridge_models import diffusers, dpmpp_2m_plan, first_order_plan, tiny_cond_
 
 import fewstep as fs
 from fewstep.bridge.load import from_diffusers
+from fewstep.solvers.stochastic import Given
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -85,3 +86,21 @@ def test_flow_match_euler_equals_first_order_plan():
     want = _diffusers_loop(sched, unet, n)
     got = fs.sample(den, n / (1 - t_flow[0]), first_order_plan(sig))  # x_VE = x_flow / (1 - t)
     torch.testing.assert_close(got, want, **TOL)
+
+
+def test_sde_dpm_solver_pp_2m_on_a_unet():
+    """algorithm_type="sde-dpmsolver++" on an eps UNet == fewstep's dpm_solver_pp_2m_sde, same variance_noise."""
+    unet = tiny_unet().double()
+    sched = diffusers.DPMSolverMultistepScheduler(solver_order=2, algorithm_type="sde-dpmsolver++",
+                                                  final_sigmas_type="zero", lower_order_final=True)
+    sched.set_timesteps(6)
+    den = from_diffusers(unet, sched)
+    sig = _vp_sigmas(sched, sched.timesteps)
+    n = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    z = [torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(50 + k)) for k in range(6)]  # float32
+    x = n * sched.init_noise_sigma
+    for k, t in enumerate(sched.timesteps):
+        x = sched.step(unet(x, t).sample, t, x, variance_noise=z[k]).prev_sample
+    plan = fs.plans.get("dpm_solver_pp_2m_sde", nfe=6, sigmas=sig)
+    got = fs.sample(den, n * (1 + sig[0] ** 2).sqrt(), plan, generator=Given([v.double() for v in z]))
+    torch.testing.assert_close(got, x, **TOL)

@@ -73,3 +73,15 @@ def test_cli_has_digits_and_quick():
 
     out = CliRunner().invoke(solvers, ["--help"]).output
     assert "--digits / --no-digits" in out and "--quick" in out
+
+
+def test_inversion_round_trip_falls_to_the_floor(problem):
+    from fewstep.bench import solvers_inversion as I
+
+    den = problem[0]
+    x0 = den.sample(8, torch.Generator().manual_seed(0)).double()
+    (e5, _, _), (e40, m40, w40) = (I.round_trip(den, x0, "dpm_solver_pp_2m", k) for k in (5, 40))
+    assert I.floor(den, x0) < e40 < e5 and m40 <= w40 and w40 >= e40  # worst sample's RMS >= the overall RMS
+    from fewstep.cli.bench_solvers import solvers
+
+    assert "--inversion / --no-inversion" in CliRunner().invoke(solvers, ["--help"]).output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,12 +111,36 @@ def ipndm(den, x, s, max_order=4):
     return x
 
 
+def ipndm_v(den, x, s, max_order=4):
+    """Variable-step Adams-Bashforth in sigma: integrate the Lagrange polynomial through the last eps values over the
+    actual step (numpy), x0 = D on the step to 0 (zju-pi/diff-sampler's iPNDM_v with exact coefficients)."""
+    buf = []
+    for i in range(len(s) - 1):
+        D = den(x, s[i])
+        buf.append((s[i], (x - D) / s[i]))
+        if s[i + 1] == 0:
+            x = D
+            continue
+        nodes = buf[-min(max_order, i + 1):]
+        step = torch.zeros_like(x)
+        for j, (sj, dj) in enumerate(nodes):
+            ell = np.poly1d([1.0])
+            for m, (sm, _) in enumerate(nodes):
+                if m != j:
+                    ell *= np.poly1d([1.0, -sm]) / (sj - sm)
+            w = ell.integ()
+            step += (w(s[i + 1]) - w(s[i])) * dj
+        x = x + step
+    return x
+
+
 # (constructor, its options, the textbook sampler written above from the paper, NFEs to try)
 CASES = [
     *[(name, {"grid": grid}, ddim, (2, 5, 9)) for name in ("ddim", "euler") for grid in ("logsnr", "karras")],
     ("heun", {"grid": "karras"}, heun_edm, (3, 7, 11)),
     ("dpm_solver_pp_2m", {"lower_order_final": False}, dpmpp_2m, (3, 6, 10, 16)),
     ("ipndm", {"grid": "karras"}, ipndm, (2, 5, 12)),
+    *[("ipndm_v", {"grid": grid}, ipndm_v, (2, 5, 12)) for grid in ("karras", "logsnr")],
 ]
 
 

@@ -1,5 +1,6 @@
 """The whole `fewstep bench solvers`: the mixtures (bench.solvers), the digits teacher (bench.solvers_digits),
-the per-step overhead, the plot; writes bench-results/solvers.json and BENCHMARKS.md."""
+the inversion round trip (bench.solvers_inversion), the per-step overhead, the plot; writes
+bench-results/solvers.json and BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from .common import RESULTS_DIR, write_result
 from .solvers import NFES, accuracy, best, mixtures, overhead, versus_table
 from .solvers import __doc__ as SETUP
 from .solvers_digits import digits_section
+from .solvers_inversion import inversion_section
 
 
 def main(n_2d: int = 256, n_64d: int = 64, seed_: int = 0, plot: bool = True, digits: bool = True,
-         quick: bool = False) -> dict[str, Any]:
+         quick: bool = False, inversion: bool = True) -> dict[str, Any]:
     """Run the whole benchmark, write bench-results/solvers.json (+ .png), return the payload."""
     if quick:
         n_2d, n_64d = min(n_2d, 64), min(n_64d, 32)
@@ -39,6 +41,10 @@ def main(n_2d: int = 256, n_64d: int = 64, seed_: int = 0, plot: bool = True, di
         payload.update(digits_section(quick, seed_))
         tables += payload["digits_tables"]
         summary += payload["digits_summary"]
+    if inversion:
+        payload.update(inversion_section(quick, seed_, digits=digits))
+        tables += payload["inversion_tables"]
+        summary += payload["inversion_summary"]
     if plot:
         png = RESULTS_DIR / "solvers.png"
         _plot({**acc, **({"digits FD": payload["digits"]} if "digits" in payload else {})}, png)

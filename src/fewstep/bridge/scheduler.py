@@ -49,10 +49,11 @@ def _load_plan(plan: Any) -> Any:
 def request_sigmas(plan: Any) -> Tensor:
     """The sigmas of the plan's evaluation requests, in order: a dry run of the engine with D = 0 (float64 [nfe])."""
     from ..solvers.engine import run
+    from ..solvers.stochastic import zeros
 
     shape = tuple(plan.afs_mean.shape) if plan.afs_mean is not None else (1, 1)  # broadcastable with the AFS mean
     x_T = torch.ones(shape, dtype=torch.float64) * float(plan.sigmas[0])
-    gen, out = run(plan, x_T), []
+    gen, out = run(plan, x_T, generator=zeros), []  # (churn's sigma_hat does not depend on the noise)
     try:
         x, s = next(gen)
         while len(out) <= 4 * plan.nfe + 8:
@@ -100,6 +101,10 @@ class FewStepScheduler(SchedulerMixin, ConfigMixin):
 
     def _use(self, plan: Any) -> None:
         """Make `plan` the one the next run executes: its request sigmas, model timesteps and first-latent scale."""
+        if plan.steps[0].churn and plan.afs == "none":
+            raise ValueError("the plan's first step churns (EDM: noise added at x_T before the first model call), "
+                             "which a pipeline's first latent cannot carry; build it with S_tmax below sigma_max "
+                             "(EDM uses 50) or sample with fs.sample")
         self.plan = plan
         self.sigmas = request_sigmas(plan)
         # AFS (Zhou et al. 2024): no D at sigma_max. afs="zero" makes x_1 = (sigma_1/sigma_0) x_T, a pure rescaling,
@@ -269,9 +274,12 @@ class FewStepScheduler(SchedulerMixin, ConfigMixin):
     def _start(self, sample: Tensor, k: int, generator: torch.Generator | None) -> Tensor | None:
         """Start the engine at timestep index k from the native latent `sample` (k > 0: the plan's tail)."""
         from ..solvers.engine import run
+        from ..solvers.stochastic import Batch
 
         plan, scale = (self.plan, self._x_T_scale) if k == 0 else (replan.tail(self.plan, self._grid_step(k)), 1.0)
         x_T = sample.to(torch.float64) * (scale / self._native(self.sigmas[k], sample))
+        if generator is None and plan.stochastic:  # diffusers' convention: no generator = torch's global RNG
+            generator = Batch(None)
         self._engine = run(plan, x_T.to(sample.dtype), generator=generator)
         self._x, _ = next(self._engine)
         self._step_index = k

@@ -12,7 +12,8 @@ from .options import json_option
 # fewstep.solvers.constructors.names() and fewstep.grids.GRIDS, spelled out so `--help` needs no torch import
 # (tests/cli/test_plans_cli.py keeps them equal)
 PLANS = ("ddim", "deis_3", "dpm_solver_2s", "dpm_solver_3s", "dpm_solver_pp_2m", "dpm_solver_pp_2s",
-         "dpm_solver_pp_3m", "dpm_solver_pp_3s", "euler", "heun", "ipndm", "unipc_bh1", "unipc_bh2")
+         "dpm_solver_pp_3m", "dpm_solver_pp_3s", "euler", "heun", "ipndm", "ipndm_v", "unipc_bh1", "unipc_bh2")
+STOCHASTIC = ("consistency", "dpm_solver_pp_2m_sde", "euler_ancestral")  # constructors.names(stochastic=True)
 GRIDS = ("logsnr", "karras", "uniform_t", "quadratic_t", "vp_discrete")
 SHIPPED = Path(__file__).resolve().parent.parent / "zoo" / "files" / "plans"
 
@@ -40,9 +41,11 @@ def list_cmd(as_json: bool) -> None:
     """List plan constructors (--plan), sigma grids (--grid) and shipped searched plans (--plan searched)."""
     rows = shipped()
     if as_json:
-        click.echo(json.dumps({"constructors": list(PLANS), "grids": list(GRIDS), "searched": rows}, indent=2))
+        click.echo(json.dumps({"constructors": list(PLANS), "stochastic": list(STOCHASTIC), "grids": list(GRIDS),
+                               "searched": rows}, indent=2))
         return
     click.echo("constructors (--plan NAME): " + ", ".join(PLANS))
+    click.echo("stochastic constructors (--plan NAME; noise per sample from --seed): " + ", ".join(STOCHASTIC))
     click.echo("grids (--grid NAME): " + ", ".join(GRIDS))
     click.echo("shipped searched plans (--plan searched --nfe N with their model):")
     for r in rows:

@@ -1,7 +1,7 @@
 """Unified sampling framework (USF, Liu et al. 2024): plans as data, one engine, classic solvers as plans."""
 
 from .constructors import get, names
-from .engine import run, sample
+from .engine import invert, run, sample
 from .plan import Plan, Step
 
-__all__ = ["Plan", "Step", "get", "names", "run", "sample"]
+__all__ = ["Plan", "Step", "get", "invert", "names", "run", "sample"]

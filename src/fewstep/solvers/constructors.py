@@ -8,13 +8,16 @@ Common options: `sigmas` (explicit grid, overrides `grid`; its length then fixes
 step to sigma = 0 is always order 1 in lambda, since h = inf there), `final_sigma` (0: end on data; > 0: stop
 there without denoising), `afs` ("none" | "zero": saves one NFE, USF), `prediction` ("data" | "noise").
 Few steps: heun at nfe <= 4 and noise-prediction singlestep at nfe 3 end [..., s, 0] without sigma_min
-(`_low_nfe_grid`); every other plan is unchanged.
+(`_low_nfe_grid`); every other plan is unchanged. Any constructor also takes EDM's churn (`S_churn`, `S_tmin`,
+`S_tmax`, `S_noise`; Karras et al. 2022, Alg. 2). `STOCHASTIC` holds the constructors whose plans draw noise by
+design (ancestral, SDE, consistency / TCD); `names()` lists the ODE ones, `names(stochastic=True)` those.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -22,6 +25,7 @@ from torch import Tensor
 
 from .. import grids
 from .plan import MAX_NFE, Plan, Step
+from .stochastic import with_churn
 
 HEUN_LOW_NFE = 4  # heun at nfe <= 4 (and noise-prediction singlestep at nfe 3) uses `_low_nfe_grid`
 
@@ -229,6 +233,60 @@ def ipndm(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, order: int
     return Plan(sig, steps, afs=afs, name="ipndm", order=order)
 
 
+def ipndm_v(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, order: int = 4, sigmas: Any = None,
+            afs: str = "none", final_sigma: float = 0.0, **grid_kw: Any) -> Plan:
+    """Variable-step iPNDM (zju-pi/diff-sampler's iPNDM_v, k-diffusion sample_ipndm_v): Adams-Bashforth in sigma with
+    the exact coefficients of the actual unequal steps (the polynomial through the last `order` eps, integrated), so
+    it keeps its order on any grid; the step to sigma = 0 is x0 = D, as there."""
+    n = _n_steps(nfe, afs, sigmas)
+    sig = _grid(n, sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
+    steps = [Step(order=p, prediction="noise", variable="sigma") for p in _multistep(order, n, False)]
+    if sig[-1] == 0:
+        steps[-1] = Step(order=1)
+    return Plan(sig, tuple(steps), afs=afs, name="ipndm_v", order=order)
+
+
+def euler_ancestral(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, eta: float = 1.0,
+                    s_noise: float = 1.0, sigmas: Any = None, final_sigma: float = 0.0, **grid_kw: Any) -> Plan:
+    """Euler ancestral (k-diffusion sample_euler_ancestral, diffusers EulerAncestralDiscreteScheduler): an Euler step
+    to sigma_down, then fresh noise sigma_up (Ho et al. 2020's ancestral sampling at eta = 1)."""
+    sig = _grid(_n_steps(nfe, "none", sigmas), sigma_min, sigma_max, grid, sigmas, final_sigma, **grid_kw)
+    st = Step(prediction="noise", variable="sigma", noise="ancestral", eta=eta, s_noise=s_noise)
+    return Plan(sig, tuple(st for _ in range(len(sig) - 1)), name="euler_ancestral", order=1)
+
+
+def dpm_solver_pp_2m_sde(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, eta: float = 1.0,
+                         s_noise: float = 1.0, **options: Any) -> Plan:
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022b; diffusers algorithm_type="sde-dpmsolver++", k-diffusion
+    sample_dpmpp_2m_sde with eta): DPM-Solver++(2M)'s decisions with the SDE's step and noise (stochastic.py)."""
+    plan = REGISTRY["dpm_solver_pp_2m"](nfe, sigma_min, sigma_max, grid, **options)
+    if any(st.prediction != "data" for st in plan.steps):
+        raise ValueError("SDE-DPM-Solver++ is a data-prediction solver; drop prediction='noise'")
+    steps = tuple(replace(st, noise="sde", eta=eta, s_noise=s_noise) for st in plan.steps)
+    return Plan(plan.sigmas, steps, afs=plan.afs, name="dpm_solver_pp_2m_sde", order=plan.order)
+
+
+def consistency(nfe: int, sigma_min: float, sigma_max: float, grid: str, *, gamma: float = 1.0,
+                boundary: float | None = None, sigmas: Any = None, downs: Any = None, **grid_kw: Any) -> Plan:
+    """Consistency-model multistep sampling (Song et al. 2023, Alg. 1: gamma = 1) and TCD's gamma (Zheng et al. 2024):
+    D at nfe sigmas, each output taken to (1 - gamma) t (or `downs`) and re-noised to the next t. `boundary`: the
+    noise level of the model's output [sigma_min, CM's eps; 0 for LCM]. Default sigmas: the grid without sigma_min."""
+    if sigmas is None:
+        sig = _low_nfe_grid(nfe, sigma_min, sigma_max, grid, **grid_kw)
+    else:
+        sig = _explicit(sigmas)
+        if len(sig) - 1 != nfe:
+            raise ValueError(f"the given sigmas have {len(sig) - 1} steps but nfe={nfe} needs {nfe}")
+    d = [None] * nfe if downs is None else [float(v) for v in downs]
+    if len(d) != nfe:
+        raise ValueError(f"downs needs one target sigma per step ({nfe}), got {len(d)}")
+    b = float(sigma_min if boundary is None else boundary)
+    steps = [Step(noise="renoise", eta=gamma, down=d[i], boundary=b) for i in range(nfe)]
+    if sig[-1] == 0 and d[-1] is None:
+        steps[-1] = Step()  # the last output is the sample
+    return Plan(sig, tuple(steps), name="consistency", order=1)
+
+
 REGISTRY: dict[str, Callable[..., Plan]] = {
     "euler": euler,
     "heun": heun,
@@ -243,22 +301,34 @@ REGISTRY: dict[str, Callable[..., Plan]] = {
     "unipc_bh2": multistep("unipc_bh2", 2, corrector=True, bh="bh2"),
     "deis_3": multistep("deis_3", 3),
     "ipndm": ipndm,
+    "ipndm_v": ipndm_v,
+}
+STOCHASTIC: dict[str, Callable[..., Plan]] = {
+    "euler_ancestral": euler_ancestral,
+    "dpm_solver_pp_2m_sde": dpm_solver_pp_2m_sde,
+    "consistency": consistency,
 }
 DEFAULTS: dict[str, dict[str, Any]] = {"deis_3": {"prediction": "noise"}}
+CHURN = ("S_churn", "S_tmin", "S_tmax", "S_noise")
 
 
-def names() -> list[str]:
-    """Registered plan constructor names."""
-    return sorted(REGISTRY)
+def names(stochastic: bool = False) -> list[str]:
+    """Registered plan constructor names: the ODE solvers, or (stochastic=True) those that draw noise."""
+    return sorted(STOCHASTIC if stochastic else REGISTRY)
 
 
 def get(name: str, nfe: int = 10, sigma_min: float = 0.002, sigma_max: float = 80.0, grid: str = "logsnr",
         **options: Any) -> Plan:
-    """Build the named classic solver as a Plan spending exactly `nfe` denoiser evaluations."""
-    if name not in REGISTRY:
-        raise KeyError(f"unknown plan {name!r}; known: {', '.join(names())}")
+    """Build the named classic solver as a Plan spending exactly `nfe` denoiser evaluations (S_churn etc.: with EDM's
+    churn, `stochastic.with_churn`)."""
+    build = REGISTRY.get(name) or STOCHASTIC.get(name)
+    if build is None:
+        raise KeyError(f"unknown plan {name!r}; known: {', '.join(names())}; stochastic: {', '.join(names(True))}")
     _check_nfe(nfe)
-    plan = REGISTRY[name](nfe, float(sigma_min), float(sigma_max), grid, **{**DEFAULTS.get(name, {}), **options})
+    churn = {k: float(options.pop(k)) for k in CHURN if k in options}
+    plan = build(nfe, float(sigma_min), float(sigma_max), grid, **{**DEFAULTS.get(name, {}), **options})
+    if churn:
+        plan = with_churn(plan, churn.pop("S_churn", 0.0), **churn)
     if plan.nfe != nfe:  # a constructor bug, never a user error
         raise AssertionError(f"{name} built a plan with nfe={plan.nfe}, asked {nfe}")
     return plan

@@ -6,7 +6,9 @@ tau and integrated exactly. With tau = lambda = -log sigma (VE coordinates, h = 
   noise (DPM-Solver, Lu et al. 2022a Eq. 3.7):  x_t = x_s - sigma_t sum_k h^{k+1} phi_{k+1}(h) eps^(k)
 with phi_{k+1}(z) = sum_n z^n / (n+k+1)!; with tau = sigma (EDM/iPNDM): x_t = x_s + sum_k h^{k+1}/(k+1)! eps^(k).
 `run` is a generator that yields (x, sigma) requests and receives D(x, sigma), so a diffusers scheduler can
-drive the very same code; all history is local to the generator.
+drive the very same code; all history is local to the generator. Stochastic steps (ancestral, SDE, consistency
+re-noising, EDM churn: stochastic.py) draw their noise from a per-run noise source; a plan whose sigmas increase
+runs backwards (inversion, x0 -> x_T: `Plan.inverted`, `invert`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import Tensor
 
 from ..denoiser import check_denoiser, check_finite
 from ..errors import PlanError
+from . import stochastic
 from .finite import Flags, diverged, finite
 from .plan import Plan, Step
 
@@ -107,7 +110,7 @@ def advance(st: Step, x_s: Tensor, ev_s: _Eval, t: float, pts: list[tuple[float,
     a, b, C = coefficients(st, s, t, order, relax)
     m_s = ev_s.m(st.prediction)
     out = torch.mul(x_s, a) if a != 1.0 else x_s.clone()
-    if order > 1:
+    if order > 1 and C:  # (no C: a lambda step to sigma 0, where only the first-order term exists)
         W = _weights([r for r, _ in pts], order - 1)
         c = [sum(C[k] * W[k][j] for k in range(order - 1)) for j in range(len(pts))]
         b -= sum(c)
@@ -131,14 +134,17 @@ def _last_reads(plan: Plan) -> dict[int, int]:
     return out
 
 
-def run(plan: Plan, x_T: Tensor, generator: torch.Generator | None = None) -> Generator[Request, Tensor, Tensor]:
+def run(plan: Plan, x_T: Tensor, generator: Any = None) -> Generator[Request, Tensor, Tensor]:
     """Execute `plan` from x_T (VE, = noise * sigma_max): yield (x, sigma) requests, receive D(x, sigma), return x0.
 
-    sigma is a float64 0-d tensor; x is in x_T's dtype. `generator` is reserved for stochastic step kinds.
+    sigma is a float64 0-d tensor; x is in x_T's dtype. `generator`: the noise of stochastic steps (None for an ODE
+    plan; fs.seed.PerSample(seeds), one torch.Generator per sample, one for the batch, or any noise(k, x)).
     """
     if not torch.is_tensor(x_T) or not x_T.is_floating_point():
         raise TypeError(f"x_T must be a floating-point tensor (noise * plan.sigmas[0]), got "
                         f"{getattr(x_T, 'dtype', type(x_T).__name__)}; pass x_T.float()")
+    noise = stochastic.source(generator, plan)
+    draws = 0  # noise draws so far: draw k is noise(k, x)
     out_dtype = x_T.dtype
     wd = x_T.dtype if x_T.dtype in (torch.float32, torch.float64) else torch.float32
     x = x_T.to(wd)
@@ -150,6 +156,12 @@ def run(plan: Plan, x_T: Tensor, generator: torch.Generator | None = None) -> Ge
     flag(x, "x_T")
     for i, st in enumerate(plan.steps):
         s, t = sig[i], sig[i + 1]
+        if st.churn:  # EDM (Karras et al. 2022, Alg. 2 lines 5-6): raise the noise level to s (1 + gamma_i) first
+            s_hat = s * (1 + st.churn)
+            x = x + (math.sqrt(s_hat**2 - s**2) * st.s_noise) * noise(draws, x).to(wd)
+            draws += 1
+            flag(x, "churn", i)
+            s = s_hat
         if i == 0 and plan.afs != "none":  # analytical first step: x0(x_T) = 0 or the data mean, no NFE
             mean = plan.afs_mean.to(device=x.device, dtype=wd) if plan.afs_mean is not None else x.new_zeros(())
             if not _broadcasts(mean, x):
@@ -168,10 +180,11 @@ def run(plan: Plan, x_T: Tensor, generator: torch.Generator | None = None) -> Ge
                         pst.corrector_relaxation)
             flag(x, "unic", i - 1)
             pending = None
+        d = stochastic.target(st, s, t)  # = t unless the step adds fresh noise after its update
         if st.singlestep:
             inter: list[tuple[float, _Eval]] = []
             for j, r in enumerate(st.ratios):
-                s_u = _at_ratio(st, s, t, r)
+                s_u = _at_ratio(st, s, d, r)
                 x_u = advance(st, x, ev, s_u, [(rr * 1.0 / r, e) for rr, e in inter], j + 1, st.inner_relaxation)
                 flag(x_u, "inter", i, j + 1)
                 D_u = yield x_u.to(out_dtype), torch.tensor(s_u, dtype=torch.float64)
@@ -179,9 +192,12 @@ def run(plan: Plan, x_T: Tensor, generator: torch.Generator | None = None) -> Ge
                 flag(inter[-1][1].D, "D", i, s_u)
             nodes = [inter[p - 1] for p in st.used_points()]
         else:
-            lags = st.used_points()
-            nodes = [(-float(p) if st.uniform else _ratio(st, s, t, grid[i - p].sigma), grid[i - p]) for p in lags]
-        x_new = advance(st, x, ev, t, nodes, st.order, st.relaxation)
+            lags, ref = st.used_points(), t if st.noise == "sde" else d  # SDE: nodes on the real step s -> t
+            nodes = [(-float(p) if st.uniform else _ratio(st, s, ref, grid[i - p].sigma), grid[i - p]) for p in lags]
+        x_new = advance(st, x, ev, d, nodes, st.order, st.relaxation)
+        if st.noise != "none" and t > 0:
+            x_new = x_new + stochastic.up(st, s, t, d) * noise(draws, x_new).to(wd)
+            draws += 1
         flag(x_new, "step", i)
         for j in [j for j in grid if last_read.get(j, j) <= i]:  # free what no later step reads (UniC keeps
             del grid[j]  # its own references in `pending`)
@@ -204,16 +220,17 @@ def _broadcasts(mean: Tensor, x: Tensor) -> bool:
 
 def _check_range(den: Any, plan: Plan) -> None:
     s = plan.sigmas
-    lo, hi = float(s[s > 0].min()), float(s[0])
+    lo, hi = float(s[s > 0].min()), float(s.max())
     if hi > den.sigma_max * (1 + 1e-6) or lo < den.sigma_min * (1 - 1e-6):
         warnings.warn(f"plan sigmas [{lo:.4g}, {hi:.4g}] leave the denoiser's range [{den.sigma_min:.4g}, "
                       f"{den.sigma_max:.4g}]; it will be evaluated outside what it was trained on "
                       "(build the plan with the denoiser's sigma_min/sigma_max)", stacklevel=3)
 
 
-def sample(den: Any, x_T: Tensor, plan: Plan, cond: Any = None, generator: torch.Generator | None = None,
+def sample(den: Any, x_T: Tensor, plan: Plan, cond: Any = None, generator: Any = None,
            callback: Callable[[dict[str, Any]], None] | None = None, progress: bool = False) -> Tensor:
-    """Sample x0 from x_T (= noise * plan.sigmas[0]) with any USF plan: fs.sample(den, x_T, plan)."""
+    """Sample x0 from x_T (= noise * plan.sigmas[0]) with any USF plan: fs.sample(den, x_T, plan). A stochastic plan
+    needs `generator`: fs.seed.PerSample(seeds) (per sample), torch.Generator(s) or a noise source (see `run`)."""
     check_denoiser(den)
     if not isinstance(plan, Plan):
         raise TypeError(f"plan must be a fewstep Plan (fs.plans.get(...) or fs.Plan.from_json), got "
@@ -247,6 +264,15 @@ def sample(den: Any, x_T: Tensor, plan: Plan, cond: Any = None, generator: torch
     finally:
         if bar is not None:
             bar.stop()
+
+
+def invert(den: Any, x0: Tensor, plan: Plan, cond: Any = None, progress: bool = False) -> Tensor:
+    """DDIM inversion (Song et al. 2021, Sec. 4.3) with any deterministic plan: x0 -> x_T along the PF-ODE, so that
+    fs.sample(den, invert(den, x0, plan), plan) ~ x0. x0 is taken as the sample at the inverted grid's first sigma
+    (the plan's last positive one, e.g. sigma_min); a sampling plan is inverted with `Plan.inverted()`."""
+    if not isinstance(plan, Plan):
+        raise TypeError(f"plan must be a fewstep Plan (fs.plans.get(...)), got {type(plan).__name__}")
+    return sample(den, x0, plan if plan.ascending else plan.inverted(), cond=cond, progress=progress)
 
 
 def _progress(total: int) -> Any:

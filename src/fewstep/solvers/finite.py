@@ -24,6 +24,7 @@ class Flags:
 
     def __init__(self, plan: Plan, device: torch.device) -> None:
         n = 1 + 3 * len(plan.steps) + 2 * sum(len(st.ratios) for st in plan.steps)  # x_T; D, UniC, update; inters
+        n += sum(st.churn != 0 for st in plan.steps)  # EDM churn
         self.sums = torch.zeros(n, dtype=torch.float64, device=device)
         self.where: list[tuple] = []
 
@@ -52,7 +53,7 @@ def diverged(plan: Plan, flags: Flags) -> NonFiniteError:
         return NonFiniteError("the samples overflow x_T's dtype on the final cast; pass x_T in float32")
     i = where[1]
     s, t = plan.sigmas[i].item(), plan.sigmas[i + 1].item()
-    part = {"step": "update", "unic": "UniC corrector"}.get(kind) or f"intermediate point {where[2]}"
+    part = {"step": "update", "unic": "UniC corrector", "churn": "churn"}.get(kind) or f"intermediate point {where[2]}"
     return NonFiniteError(f"plan step {i} ({part}, sigma {s:.6g} -> {t:.6g}, decisions "
                           f"{json.dumps(plan.steps[i].to_dict())}) turned finite denoiser outputs into NaN/inf: its "
                           "coefficients overflow; fix that step's coef/second_scale/relaxation or the sigma grid")

@@ -16,7 +16,10 @@ Step keys: order (1), prediction ("data" | "noise"), variable ("lambda" | "sigma
 points (null = lags 1..order-1, or all intermediates), uniform (false: nodes at -h, -2h... as in
 Adams-Bashforth/iPNDM), relaxation ("none" | "dpm_solver_2" | "bh1" | "bh2" | "linear") with coef (0.0,
 the c of (1 + c h)), second_scale (1.0), inner_relaxation ("none"), corrector ("none" | "unic"),
-corrector_relaxation ("none"). Plan keys: afs ("none" | "zero": x0(x_T) = 0 | "mean": x0(x_T) = afs_mean),
+corrector_relaxation ("none"); stochastic keys (solvers/stochastic.py): noise ("none" | "ancestral" | "sde" |
+"renoise") with eta (1.0), down (null), boundary (0.0), s_noise (1.0), churn (0.0, EDM's gamma_i). A grid that
+increases from a positive sigma is an inversion plan (`Plan.inverted()`, deterministic steps only).
+Plan keys: afs ("none" | "zero": x0(x_T) = 0 | "mean": x0(x_T) = afs_mean),
 afs_mean (nested list), name, order (declared order, informational). Metadata: optional free-form JSON objects
 under "search" (written by `fewstep search`: command, seed, budget, score) and/or "meta" (anything else) are
 kept verbatim in `plan.metadata` ({"search": {...}, "meta": {...}}), written back by to_dict/to_json and ignored
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -40,6 +43,7 @@ PREDICTIONS = ("data", "noise")
 VARIABLES = ("lambda", "sigma")
 RELAXATIONS = ("none", "dpm_solver_2", "bh1", "bh2", "linear")
 CORRECTORS = ("none", "unic")
+NOISES = ("none", "ancestral", "sde", "renoise")
 AFS = ("none", "zero", "mean")
 METADATA_KEYS = ("search", "meta")  # free-form blocks a plan file may carry; never read by the engine
 MAX_SIGMA = torch.finfo(torch.float32).max
@@ -62,10 +66,21 @@ class Step:
     inner_relaxation: str = "none"
     corrector: str = "none"
     corrector_relaxation: str = "none"
+    noise: str = "none"
+    eta: float = 1.0
+    down: float | None = None
+    boundary: float = 0.0
+    s_noise: float = 1.0
+    churn: float = 0.0
 
     @property
     def singlestep(self) -> bool:
         return len(self.ratios) > 0
+
+    @property
+    def stochastic(self) -> bool:
+        """Draws fresh noise: after its update (`noise`) or before its evaluation (`churn`)."""
+        return self.noise != "none" or self.churn != 0
 
     def used_points(self) -> tuple[int, ...]:
         """Lags (multistep) or intermediate indices 1..m (singlestep) that feed the derivative estimate."""
@@ -110,6 +125,7 @@ def _check_step(i: int, st: Step, s: float, t: float, n_before: int) -> None:
     for name in ("coef", "second_scale"):
         if not isinstance(getattr(st, name), (int, float)) or not math.isfinite(getattr(st, name)):
             raise _fail(i, name, f"must be a finite number, got {getattr(st, name)!r}")
+    _check_noise(i, st, t)
     r = list(st.ratios)
     if len(r) > 3 or any(not isinstance(v, (int, float)) or not 0 < v <= 1 for v in r) or \
             any(b <= a for a, b in zip(r, r[1:], strict=False)):
@@ -137,6 +153,38 @@ def _check_step(i: int, st: Step, s: float, t: float, n_before: int) -> None:
                     "intermediate at ratio 1 (a singular Taylor system): use corrector 'none' or drop that point")
 
 
+def _check_noise(i: int, st: Step, t: float) -> None:
+    """The stochastic keys of step i (to sigma t): known kind, finite non-negative amounts, used only where they act."""
+    if st.noise not in NOISES:
+        raise _fail(i, "noise", f"must be one of {', '.join(NOISES)}, got {st.noise!r}")
+    for name in ("eta", "boundary", "s_noise", "churn"):
+        v = getattr(st, name)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+            raise _fail(i, name, f"must be a finite number >= 0, got {v!r}")
+    idle = {"ancestral": {"down": None, "boundary": 0.0}, "sde": {"down": None, "boundary": 0.0}, "renoise": {},
+            "none": {"eta": 1.0, "down": None, "boundary": 0.0, **({} if st.churn else {"s_noise": 1.0})}}[st.noise]
+    for name, default in idle.items():
+        if getattr(st, name) != default:
+            raise _fail(i, name, f"has no effect with noise {st.noise!r}" + (" and churn 0" if name == "s_noise"
+                        else "") + "; drop it (or set the noise kind it belongs to)")
+    if st.noise == "sde" and (st.prediction != "data" or st.variable != "lambda"):
+        raise _fail(i, "noise", "'sde' (SDE-DPM-Solver++, Lu et al. 2022b) is a data-prediction step in lambda; "
+                    "use prediction 'data' and variable 'lambda'")
+    if st.singlestep and (st.noise == "sde" or st.noise == "ancestral" and st.eta > 1):
+        raise _fail(i, "ratios", "intermediate points need a positive target: 'sde' steps are multistep, "
+                    "'ancestral' ones take eta <= 1")
+    if st.noise == "renoise":
+        if st.order != 1 or st.singlestep:
+            raise _fail(i, "noise", "'renoise' (consistency / LCM / TCD) is a first-order step: order 1, no ratios")
+        if st.eta > 1:
+            raise _fail(i, "eta", f"TCD's gamma must be in [0, 1], got {st.eta}")
+        if st.down is not None and (not isinstance(st.down, (int, float)) or not 0 <= st.down <= t):
+            raise _fail(i, "down", f"must be a sigma in [0, {t:.6g}] (the step's target), got {st.down!r}")
+    if st.noise != "none" and st.corrector != "none":
+        raise _fail(i, "corrector", "UniC re-solves the step without its fresh noise; use corrector 'none' on a "
+                    "stochastic step")
+
+
 def json_safe(obj: Any) -> Any:
     """obj with every NaN/inf float replaced by None (null): strict JSON parsers reject NaN (RFC 8259)."""
     if isinstance(obj, dict):
@@ -150,7 +198,8 @@ def json_safe(obj: Any) -> Any:
 
 @dataclass(frozen=True, eq=False)
 class Plan:
-    """Sigma grid (float64, decreasing, last usually 0) plus one Step per interval; `nfe` counts D calls."""
+    """Sigma grid (float64, decreasing, last usually 0; increasing: inversion) plus one Step per interval; `nfe` counts
+    D calls."""
 
     sigmas: Tensor
     steps: tuple[Step, ...]
@@ -167,11 +216,12 @@ class Plan:
         object.__setattr__(self, "steps", tuple(self.steps))
         if s.numel() < 2 or not torch.isfinite(s).all():
             raise _fail(None, "sigmas", f"need at least 2 finite values, got {s.tolist()}")
-        if not (s[1:] < s[:-1]).all() or s[-1] < 0:
-            raise _fail(None, "sigmas", f"must be strictly decreasing and >= 0, got {s.tolist()}")
-        if s[0] > MAX_SIGMA:
-            raise _fail(None, "sigmas", f"sigma_0={s[0].item():.6g} exceeds float32's range ({MAX_SIGMA:.3g}), where "
-                        "the denoiser is evaluated; sigmas are noise levels in the model's range (EDM: 80)")
+        if not ((s[1:] < s[:-1]).all() and s[-1] >= 0 or (s[1:] > s[:-1]).all() and s[0] > 0):
+            raise _fail(None, "sigmas", f"must be strictly decreasing and >= 0 (sampling), or strictly increasing "
+                        f"from a positive sigma (inversion, Plan.inverted()), got {s.tolist()}")
+        if s.max() > MAX_SIGMA:
+            raise _fail(None, "sigmas", f"sigma={s.max().item():.6g} exceeds float32's range ({MAX_SIGMA:.3g}), "
+                        "where the denoiser is evaluated; sigmas are noise levels in the model's range (EDM: 80)")
         if len(self.steps) != s.numel() - 1:
             raise _fail(None, "steps", f"need one step per interval: {s.numel() - 1}, got {len(self.steps)}")
         if len(self.steps) > MAX_NFE:
@@ -194,6 +244,14 @@ class Plan:
             _check_step(i, st, float(s[i]), float(s[i + 1]), i)
             if st.corrector != "none" and i == len(self.steps) - 1:
                 raise _fail(i, "corrector", "the last step has no next evaluation for UniC to reuse; use 'none'")
+            if st.churn and (i == 0 and self.afs != "none" or i and self.steps[i - 1].corrector != "none"):
+                raise _fail(i, "churn", "churn adds noise before this step's evaluation, which "
+                            + ("AFS skips" if i == 0 else "the previous step's UniC corrector reuses") + "; drop it")
+            if st.stochastic and self.ascending:
+                raise _fail(i, "noise" if st.noise != "none" else "churn", "an inversion plan (increasing sigmas) "
+                            "runs the ODE; drop the step's noise")
+        if self.ascending and self.afs != "none":
+            raise _fail(None, "afs", "an inversion plan starts from data, not from x_T: use afs 'none'")
         if self.nfe > MAX_NFE:
             raise _too_many(self.nfe)
 
@@ -201,6 +259,33 @@ class Plan:
     def nfe(self) -> int:
         """Denoiser evaluations: one per step start (none at step 0 under AFS) plus one per ratio."""
         return len(self.steps) + sum(len(st.ratios) for st in self.steps) - (self.afs != "none")
+
+    @property
+    def ascending(self) -> bool:
+        """An inversion plan: the sigmas increase (x0 -> x_T)."""
+        return bool(self.sigmas[-1] > self.sigmas[0])
+
+    @property
+    def stochastic(self) -> bool:
+        """Some step draws fresh noise: fs.sample needs a `generator` (per-sample noise: fs.seed.PerSample)."""
+        return any(st.stochastic for st in self.steps)
+
+    def inverted(self) -> Plan:
+        """The inversion plan (DDIM inversion, Song et al. 2021 Sec. 4.3, for any deterministic plan): this plan's
+        decisions, step by step, on its positive sigmas in increasing order, so fs.sample (or fs.invert) maps x0,
+        taken as the sample at the lowest sigma, to x_T. [s_0 > ... > s_m (> 0)] gives the steps s_m -> ... -> s_0
+        with the decisions of steps 0..m-1 (the multistep warm start stays first; a step to 0 is dropped)."""
+        if self.ascending:
+            raise PlanError("the plan is already an inversion plan (increasing sigmas)")
+        if self.stochastic:
+            raise PlanError("a step that draws noise has no inverse; invert a deterministic plan (the ODE)")
+        s = self.sigmas[self.sigmas > 0].flip(0)
+        if len(s) < 2:
+            raise PlanError("inversion needs at least two positive sigmas; use a plan with 2 or more steps")
+        steps = list(self.steps[: len(s) - 1])
+        if steps[-1].corrector != "none":  # UniC on the last step has no next evaluation to reuse
+            steps[-1] = replace(steps[-1], corrector="none", corrector_relaxation="none")
+        return Plan(s, tuple(steps), name=f"{self.name}:inverted" if self.name else "", order=self.order)
 
     def __len__(self) -> int:
         return len(self.steps)

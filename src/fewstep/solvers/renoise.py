@@ -1,12 +1,13 @@
 """The re-noising multistep sampler of consistency models: x <- f(x_T, T), then for each later tau_n,
 x <- f(x + sqrt(tau_n^2 - eps^2) z, tau_n) (Song et al. 2023, "Consistency Models", Alg. 1).
 
-The same loop samples every student that maps a noisy point to x0 in one call and re-noises between calls.
+The same loop samples every student that maps a noisy point to x0 in one call and re-noises between calls. It is
+a plan the one engine runs (`consistency_plan`: "renoise" steps, solvers/stochastic.py); this module only calls
+the model as these students expect (sigma a float, the output clipped).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,9 @@ import torch
 from torch import Tensor
 
 from ..denoiser import check_denoiser
+from .engine import run
+from .plan import Plan, Step
+from .stochastic import Batch, Given, NoiseSource
 
 
 def _clip(x: Tensor, clip: float | None) -> Tensor:
@@ -32,22 +36,33 @@ def check_sigmas(cm: Any, sigmas: Sequence[float]) -> list[float]:
     return s
 
 
+def consistency_plan(sigmas: Sequence[float], eps: float) -> Plan:
+    """CM Alg. 1 as a plan: evaluate at each sigma, re-noise the output to the next with sqrt(tau^2 - eps^2) z (the
+    output already carries the boundary noise eps), and return the last output: grid sigmas + [0]."""
+    s = [float(v) for v in sigmas]
+    steps = [Step(noise="renoise", boundary=float(eps)) for _ in s[1:]] + [Step()]
+    return Plan(torch.tensor([*s, 0.0], dtype=torch.float64), tuple(steps), name="consistency", order=1)
+
+
 @torch.no_grad()
-def multistep(cm: Any, x_T: Tensor, sigmas: Sequence[float], noise: Sequence[Tensor] | None = None,
+def multistep(cm: Any, x_T: Tensor, sigmas: Sequence[float], noise: Sequence[Tensor] | NoiseSource | None = None,
               generator: torch.Generator | None = None, cond: Any = None, clip: float | None = None) -> Tensor:
     """CM Algorithm 1: x <- f(x_T, T); for tau_n: x <- f(x + sqrt(tau_n^2 - eps^2) z, tau_n).
-    x_T is already scaled (noise * sigmas[0]); `noise` (one tensor per later step) or `generator` gives z."""
+    x_T is already scaled (noise * sigmas[0]); z: `noise` (one tensor per later step, or a noise source such as
+    fs.seed.PerSample(seeds): per sample) or else drawn from `generator` (None: torch's global RNG)."""
     check_denoiser(cm)
     s = check_sigmas(cm, sigmas)
-    if noise is not None and len(noise) != len(s) - 1:
-        raise ValueError(f"need {len(s) - 1} noise tensors for {len(s)} sigmas, got {len(noise)}")
-    eps = float(cm.sigma_min)
-    x = _clip(cm(x_T, s[0], cond), clip)
-    for i, tau in enumerate(s[1:]):
-        z = noise[i] if noise is not None else torch.randn(x.shape, generator=generator, device=x.device,
-                                                            dtype=x.dtype)
-        x = _clip(cm(x + math.sqrt(max(tau**2 - eps**2, 0.0)) * z, tau, cond), clip)
-    return x
+    if isinstance(noise, (list, tuple)):
+        if len(noise) != len(s) - 1:
+            raise ValueError(f"need {len(s) - 1} noise tensors for {len(s)} sigmas, got {len(noise)}")
+        noise = Given(noise)
+    gen = run(consistency_plan(s, float(cm.sigma_min)), x_T, noise if noise is not None else Batch(generator))
+    try:
+        x, sigma = next(gen)
+        while True:
+            x, sigma = gen.send(_clip(cm(x, float(sigma), cond), clip))
+    except StopIteration as stop:
+        return stop.value
 
 
 def onestep(cm: Any, x_T: Tensor, cond: Any = None, clip: float | None = None) -> Tensor:

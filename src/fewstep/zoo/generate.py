@@ -22,14 +22,15 @@ from torch import Tensor, nn
 from .. import kinds
 from ..guidance import CFG
 from ..progress import Bar
-from ..seed import noise
+from ..seed import SEED_STRIDE, PerSample, noise, seeds_for
 from ..solvers.engine import sample
 from ..solvers.plan import Plan
 from ..solvers.renoise import check_sigmas, geometric_sigmas, multistep
 from .lookup import labels_for, manifest, model_name, num_classes, resolve, resolve_plan, zoo_name
 
 DEFAULT_PLAN = {"plan": "dpm_solver_pp_2m", "nfe": 10, "grid": "logsnr"}  # `fewstep sample`'s default
-RENOISE_STRIDE = 7_919  # the noise z of re-noising step k is drawn from base seed `seed + 7919 (k + 1)`
+RENOISE_STRIDE = 7_919  # noise draw k (a student's re-noising step k, a stochastic plan's k-th draw) comes from base
+# seed `seed + 7919 (k + 1)`: sample i's seed + 7919 * SEED_STRIDE * (k + 1), fs.seed.PerSample
 
 
 @dataclass
@@ -82,13 +83,13 @@ def draw(model: Any, n: int, nfe: int | None = None, plan: Any = None, seed: int
     _check_label_path(m, y)
     recorded = sampler_defaults(m)
     den, cond = _guided(_compiled(m) if compile else m, kind, y, guidance)
+    z = PerSample(seeds_for(n, seed), RENOISE_STRIDE * SEED_STRIDE)  # per-sample noise of re-noising/stochastic steps
     if kind.sampler == "renoise":
         sigmas = renoise_sigmas(m, nfe, plan, recorded)
         x_T = noise(n, seed, shape, sigmas[0])
-        zs = [noise(n, seed + RENOISE_STRIDE * (k + 1), shape, 1.0) for k in range(len(sigmas) - 1)]
 
         def run(i: int) -> Tensor:  # CM Alg. 1, each step's output clipped to [-1, 1] (CM's clip_denoised)
-            return multistep(den, x_T[i:i + batch].to(device), sigmas, [z[i:i + batch].to(device) for z in zs],
+            return multistep(den, x_T[i:i + batch].to(device), sigmas, z[i:i + batch],
                              cond=_slice(cond, i, batch, device), clip=1.0 if clamp else None)
         used: dict[str, Any] = {"sampler": "renoise", "sigmas": sigmas}
         spent = len(sigmas)
@@ -99,7 +100,8 @@ def draw(model: Any, n: int, nfe: int | None = None, plan: Any = None, seed: int
         x_T = noise(n, seed, shape, float(p.sigmas[0]))
 
         def run(i: int) -> Tensor:
-            return sample(den, x_T[i:i + batch].to(device), p, cond=_slice(cond, i, batch, device))
+            return sample(den, x_T[i:i + batch].to(device), p, cond=_slice(cond, i, batch, device),
+                          generator=z[i:i + batch] if p.stochastic else None)
         used, spent = {"sampler": "plan", "plan": plan if isinstance(plan, str) else "given", "nfe": p.nfe}, p.nfe
     ae = getattr(m, "autoencoder", None)
     outs = []
