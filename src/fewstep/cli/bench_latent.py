@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .options import json_option
+from .options import common, json_option
 
 SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
 
@@ -21,10 +21,9 @@ SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
 @click.option("--nfe", "nfes", default="4,5,6", help="NFEs of the few-step comparison, comma-separated")
 @click.option("--guidance", default=None, type=float,
               help="guidance of the few-step comparison [the teacher's best scale on the curve]")
-@click.option("--seed", default=0, type=int)
-@click.option("--device", default="cpu")
 @click.option("--threads", default=1, type=int, help="torch CPU threads")
 @click.option("--name", default="latent", help="result name: bench-results/<name>.json")
+@common
 @json_option
 def latent(ae: str, model: str, dataset: str | None, n: int, nfes: str, guidance: float | None, seed: int,
            device: str, threads: int, name: str, as_json: bool) -> None:

@@ -11,7 +11,7 @@ import click
 
 from ..latent.config import AEConfig, LDMConfig
 from ..train.config import TrainConfig
-from .options import common, config_options, recorded_command, run_config, run_options
+from .options import common, config_options, json_option, recorded_command, run_config, run_options
 
 AE_FIELDS = ("channels", "latent_channels", "kl_weight", "perceptual", "steps", "batch", "lr", "warmup", "ckpt_every")
 
@@ -39,6 +39,7 @@ def latent() -> None:
 @click.option("--threads", default=1, type=int, help="torch CPU threads")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @common
+@json_option
 @click.pass_context
 def train_ae(ctx: click.Context, **o: Any) -> None:
     """Train a KL autoencoder (LDM practice) and write it as a diffusers AutoencoderKL folder."""
@@ -56,7 +57,8 @@ def train_ae(ctx: click.Context, **o: Any) -> None:
     ae = train_autoencoder(ds, cfg, o["out"], resume=o["resume"], device=o["device"], command=command,
                            progress=not o["quiet"])
     click.echo(json.dumps({"out": o["out"], "latent_shape": list(ae.latent_shape), **ae.config["latents"],
-                           "wall_s": ae.config["train"]["wall_s"], "final_l1": ae.config["train"]["final_l1"]}))
+                           "wall_s": ae.config["train"]["wall_s"], "final_l1": ae.config["train"]["final_l1"]},
+                          indent=2 if o["as_json"] else None))
 
 
 @latent.command("train-ldm", context_settings={"show_default": True})
@@ -68,6 +70,7 @@ def train_ae(ctx: click.Context, **o: Any) -> None:
 @run_options(steps=2000, lr=1e-3, warmup=200, ema_decay=0.999, ckpt_every=250, out_help="output diffusers folder")
 @click.option("--overwrite", is_flag=True, help="replace an existing model at --out")
 @common
+@json_option
 @click.pass_context
 def train_ldm(ctx: click.Context, **o: Any) -> None:
     """Train the class-conditional latent teacher (EDM, diffusers UNet2DModel) and write the diffusers folder."""
@@ -83,4 +86,5 @@ def train_ldm(ctx: click.Context, **o: Any) -> None:
     command = recorded_command(ctx, ["fewstep", "latent", "train-ldm"])
     den = train_teacher(o["ae_folder"], fsdata.get(o["data_name"], "train"), cfg, run, o["out"], resume=o["resume"],
                         device=o["device"], command=command, overwrite=o["overwrite"] or o["resume"])
-    click.echo(json.dumps({"out": o["out"], "params": sum(p.numel() for p in den.parameters())}))
+    click.echo(json.dumps({"out": o["out"], "params": sum(p.numel() for p in den.parameters())},
+                          indent=2 if o["as_json"] else None))
