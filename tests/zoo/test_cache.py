@@ -38,14 +38,14 @@ def _values(argv, option):
     return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == option]
 
 
-@pytest.mark.parametrize("name", ["digits-edm", "digits-cd", "digits-edm-nfe5"])
+@pytest.mark.parametrize("name", ["digits-edm", "digits-cd", "digits-edm-nfe5", "mnist-ldm"])
 def test_a_rebuild_writes_into_the_cache_never_into_the_package(name, cache):
     cmds = _replayed([name])
     assert cmds and all(argv[0] == "fewstep" for argv in cmds)
     written = [v for argv in cmds for v in _values(argv, "--out")]
     assert written[-1].startswith(str(cache / "zoo")), written  # the model or plan itself
     for argv in cmds:
-        for v in _values(argv, "--out") + _values(argv, "--init"):
+        for v in _values(argv, "--out") + _values(argv, "--init") + _values(argv, "--ae"):
             assert "zoo/files" not in v and not v.startswith(str(FILES)), argv
 
 

@@ -108,8 +108,9 @@ def evaluate_cmd(name: str, n: int, nfe: int, seed: int, write_manifest: bool, p
         click.echo(f"wrote {evaluate.write_manifest(name, res, evaluate.command(name, n, nfe, seed))}")
 
 
-PATH_OPTIONS = ("--out", "--init", "--ckpt", "--state")  # options of a recorded command that name a file it writes
-# or reads back; those inside the shipped files/ folder are redirected by `rebuild`
+PATH_OPTIONS = ("--out", "--init", "--ckpt", "--state", "--ae")  # options of a recorded command that name a file
+# it writes or reads back (--ae: the latent teacher's autoencoder, an earlier stage); inside the shipped files/ folder
+# they are redirected by `rebuild`
 
 
 def redirect(argv: list[str], target: Path) -> list[str]:
@@ -149,7 +150,7 @@ def rebuild(name: str, dry_run: bool, target: str | None, overwrite: bool) -> No
     dest = Path(target) if target else rebuild_dir()
     for cmd in cmds:
         argv = redirect(shlex.split(cmd), dest)
-        if overwrite and argv[:2] in (["fewstep", "train"], ["fewstep", "distill"]):
+        if overwrite and argv[:2] in (["fewstep", "train"], ["fewstep", "distill"], ["fewstep", "latent"]):
             argv.append("--overwrite")
         click.echo(f"$ {shlex.join(argv)}")
         if argv and argv[0] == "fewstep":
