@@ -102,10 +102,10 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def fashion(split: str = "train", size: int | None = None) -> ImageData:
     """Fashion-MNIST (70,000 28x28 images) from Debian's `dataset-fashion-mnist` package (its own train/test split)."""
-    roots = [Path(os.environ.get("FEWSTEP_FASHION_DIR", "")), Path("/usr/share/datasets/fashion-mnist"),
-             Path("/usr/share/dataset-fashion-mnist"),
-             Path("/usr/share/fashion-mnist")]
-    files = [p for r in roots if str(r) and r.is_dir() for p in r.rglob("*-ubyte*")]
+    env = os.environ.get("FEWSTEP_FASHION_DIR", "")  # when set, the only place looked in (no mixing of copies)
+    roots = [Path(env)] if env else [Path("/usr/share/datasets/fashion-mnist"),
+                                     Path("/usr/share/dataset-fashion-mnist"), Path("/usr/share/fashion-mnist")]
+    files = [p for r in roots if r.is_dir() for p in r.rglob("*-ubyte*")]
     if not files:
         raise DataError("Fashion-MNIST not found; install it with `apt-get install dataset-fashion-mnist` "
                         "or point FEWSTEP_FASHION_DIR at a folder with its idx files")
