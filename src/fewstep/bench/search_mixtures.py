@@ -37,12 +37,12 @@ def mixtures() -> dict[str, GaussianMixture]:
 
 
 def stats(err: Tensor | None) -> dict[str, float]:
-    """mean, median, p99, max and rmse of per-sample errors (all inf for a diverged plan)."""
+    """mean, median, p99, max, rmse and mean + CVaR_0.95 of per-sample errors (all inf for a diverged plan)."""
     if err is None or not torch.isfinite(err).all():
-        return {k: math.inf for k in ("mean", "median", "p99", "max", "rmse")}
+        return {k: math.inf for k in ("mean", "median", "p99", "max", "rmse", "cvar")}
     e = err.double()
     return {"mean": float(e.mean()), "median": float(e.median()), "p99": float(torch.quantile(e, 0.99)),
-            "max": float(e.max()), "rmse": float(reduce(e, "rmse"))}
+            "max": float(e.max()), "rmse": float(reduce(e, "rmse")), "cvar": float(reduce(e, "cvar"))}
 
 
 def plan_errors(held: Scorer, plan: Any) -> Tensor | None:
@@ -92,6 +92,7 @@ def mixture_rows(nfes: list[int], budget: int, n_search: int, n_held: int, scree
             kw = {"objective": objective} if objective else {}
             plan = search(den, nfe, shape, lo, hi, n_samples=n_search, budget=budget, seed=0, **kw)
             cost = time.perf_counter() - t0
+            obj = plan.extra["objective"]
             s = stats(plan_errors(held, plan))
             base = {p.name: stats(plan_errors(held, p)) for p in Space(nfe, lo, hi).baselines()}
             diff = {k: stats(v) for k, v in diffusers_errors(den, held, nfe, screen, keep).items()}
@@ -102,6 +103,7 @@ def mixture_rows(nfes: list[int], budget: int, n_search: int, n_held: int, scree
                    "diffusers_best_p99": dp, "diffusers_p99_min": diff[dp]["p99"],
                    "ratio_mean": s["mean"] / diff[d]["mean"], "ratio_p99": s["p99"] / diff[d]["p99"],
                    "ratio_mean_baseline": s["mean"] / base[b]["mean"], "search_s": cost,
+                   "ratio_objective_baseline": s[obj] / min(v[obj] for v in base.values()),
                    "search_score": plan.extra["score"], "search_best_baseline": plan.extra["best_baseline_score"],
                    "evaluations": plan.extra["evaluations"], "objective": plan.extra["objective"],
                    "baselines": base, "diffusers_all": diff, "plan": plan.to_json(indent=None)}
