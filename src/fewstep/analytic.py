@@ -63,11 +63,15 @@ class GaussianMixture:
         s = batch_sigma(sigma, x).to(torch.float64)
         xf = self._flat(x)
         logp, var = self._log_resp(xf, s**2)
-        w = torch.softmax(logp, dim=1)  # [B, K]
+        w = torch.softmax(self._restrict(logp, cond), dim=1)  # [B, K]
         mu = self.means.reshape(len(self.weights), -1).to(xf.device)
         gain = self.stds.reshape(len(self.weights), -1).to(xf.device) ** 2 / var  # s_k^2 / (s_k^2 + sigma^2)
         comp = mu[None] + gain * (xf[:, None, :] - mu[None])
         return (w[:, :, None] * comp).sum(1).reshape(x.shape).to(x.dtype)
+
+    def _restrict(self, logp: Tensor, cond: object) -> Tensor:
+        """The components a condition allows (all of them: an unconditional mixture ignores cond)."""
+        return logp
 
     def log_prob(self, x: Tensor, sigma: Tensor | float = 0.0) -> Tensor:
         """log p_sigma(x) of the noisy marginal (sigma = 0 is the data density; needs stds > 0)."""
@@ -82,6 +86,41 @@ class GaussianMixture:
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn((n, *self.shape), generator=generator, dtype=torch.float64)
         return (self.means[k] + self.stds[k] * z).to(torch.float32)
+
+
+class ClassMixture(GaussianMixture):
+    """A class-conditional mixture: component k belongs to class labels[k]. D(x, sigma, y) is the exact denoiser of
+    p(x0 | y) (class y_i's components, renormalised), D(x, sigma, None) that of p(x0): the null label of
+    classifier-free guidance (Ho & Salimans 2022), so `fs.guidance.cfg(mixture, w)` is an exact guided model."""
+
+    def __init__(self, means: Tensor, stds: Tensor | float, labels: Tensor, weights: Tensor | None = None,
+                 sigma_min: float = 0.002, sigma_max: float = 80.0) -> None:
+        super().__init__(means, stds, weights, sigma_min, sigma_max)
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        if labels.shape != self.weights.shape or (labels < 0).any():
+            raise ValueError(f"labels must be [K={len(self.weights)}] non-negative class indices, got shape "
+                             f"{tuple(labels.shape)}")
+        self.labels, self.num_classes = labels, int(labels.max()) + 1
+        if len(labels.unique()) != self.num_classes:
+            raise ValueError(f"every class 0..{self.num_classes - 1} needs a component, got labels {labels.tolist()}")
+
+    def _restrict(self, logp: Tensor, cond: object) -> Tensor:
+        if cond is None:
+            return logp
+        y = torch.as_tensor(cond, dtype=torch.long, device=logp.device).reshape(-1).expand(logp.shape[0]) \
+            if not torch.is_tensor(cond) or cond.numel() == 1 else cond.to(logp.device, torch.long).reshape(-1)
+        if y.shape != (logp.shape[0],) or ((y < 0) | (y >= self.num_classes)).any():
+            raise ValueError(f"cond must be one class label in [0, {self.num_classes - 1}] or one per sample "
+                             f"({logp.shape[0]}), got {tuple(torch.as_tensor(cond).shape)}")
+        return logp.masked_fill(self.labels.to(logp.device)[None, :] != y[:, None], -math.inf)
+
+
+def toy_class_mixture(dim: int = 2, classes: int = 3, per_class: int = 2, spread: float = 2.0, std: float = 0.1,
+                      seed: int = 0, sigma_min: float = 0.002, sigma_max: float = 80.0) -> ClassMixture:
+    """`toy_mixture` with classes * per_class components, component k in class k % classes."""
+    m = toy_mixture(dim, classes * per_class, spread, std, seed, sigma_min, sigma_max)
+    labels = torch.arange(classes * per_class) % classes
+    return ClassMixture(m.means, m.stds, labels, m.weights, sigma_min, sigma_max)
 
 
 def empirical(data: Tensor, sigma_min: float = 0.002, sigma_max: float = 80.0) -> GaussianMixture:

@@ -87,3 +87,55 @@ def test_cli_resume_refuses_a_missing_or_damaged_state(ckpt, tmp_path, case, mat
     assert r.exit_code != 0
     assert isinstance(r.exception, FileNotFoundError if case == "missing" else CheckpointError), r.exception
     assert re.search(match, str(r.exception)), str(r.exception)
+
+
+@pytest.fixture(scope="module")
+def cond_ckpt(tmp_path_factory):
+    config = {"kind": "denoiser", "net": {"class": "mlp", "kwargs": {"dim": 2, "hidden": 16, "depth": 1,
+                                                                     "num_classes": 3}},
+              "precond": {"name": "edm", "kwargs": {}}, "sigma_min": 0.002, "sigma_max": 80.0, "shape": [2]}
+    torch.manual_seed(0)
+    den = build_denoiser(config)
+    path = tmp_path_factory.mktemp("m") / "cond.safetensors"
+    save_model(path, den, config)
+    return str(path)
+
+
+def test_cli_searches_under_guidance_and_says_what_it_wrote(cond_ckpt, tmp_path):
+    out = tmp_path / "plan.json"
+    r = CliRunner().invoke(search, ["--model", cond_ckpt, "--nfe", "3", "--out", str(out), "--n-samples", "8",
+                                    "--n-val", "32", "--quiet", "--budget", "50", "--class-label", "0,2",
+                                    "--guidance", "2"])
+    assert r.exit_code == 0, r.output
+    plan, meta = read_plan_file(out)
+    assert meta["guidance"] == 2.0 and meta["class_label"] == [0, 2] and meta["n_val"] == 32
+    assert "--class-label 0,2 --guidance 2.0" in meta["command"]
+    if meta["chosen"] == "hand-made":
+        assert f"the best hand-made plan {plan.name}: no searched plan beat it" in r.output
+    else:
+        assert plan.name == "searched-nfe3" and "searched rms=" in r.output
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--class-label", "3"], "class labels must lie in"),
+    (["--class-label", "a"], "class index"),
+    (["--guidance", "2"], "give --class-label"),
+    (["--n-val", "1"], "--n-val"),
+])
+def test_cli_bad_condition_options(cond_ckpt, tmp_path, extra, match):
+    r = CliRunner().invoke(search, ["--model", cond_ckpt, "--nfe", "3", "--out", str(tmp_path / "p.json"),
+                                    "--budget", "5", *extra])
+    assert r.exit_code == 2 and match in r.output, r.output
+
+
+def test_cli_refuses_labels_for_an_unconditional_model(ckpt, tmp_path):
+    r = CliRunner().invoke(search, ["--model", ckpt, "--nfe", "3", "--out", str(tmp_path / "p.json"),
+                                    "--budget", "5", "--class-label", "1"])
+    assert r.exit_code == 2 and "unconditional" in r.output, r.output
+
+
+def test_cli_objective_choices_match_the_library():
+    from fewstep.cli import search as cli_search
+    from fewstep.search import api, score
+
+    assert cli_search.OBJECTIVES == score.OBJECTIVES and cli_search.DEFAULT_OBJECTIVE == api.DEFAULT_OBJECTIVE

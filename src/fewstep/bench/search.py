@@ -1,8 +1,9 @@
 """`fewstep bench search`: S^3 searched plans vs every hand-made plan, on noise the search never saw.
 
-(a) analytic mixtures: RMS error vs the exact PF-ODE solution, NFE 3-10; (b) the digits teacher: FD-digits,
-NFE 3-10, with the search cost; (c) result vs search budget, and predictor-guided vs plain evolution at equal
-evaluations; (d) generalisation: search-noise vs held-out-noise ratios. Liu et al. (2024), S^3, Sec. 5.
+(a) analytic mixtures (search_mixtures.py): mean and p99 RMS error vs the exact PF-ODE solution, against diffusers'
+schedulers; (b) the digits teacher: FD-digits, NFE 3-10, with the search cost and the RMS tail vs the 200-step
+ODE; (c) result vs search budget, and predictor-guided vs plain evolution at equal evaluations; (d)
+generalisation: search-noise vs held-out-noise ratios. Liu et al. (2024), S^3, Sec. 5.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from ..search.space import Space
 from ..seed import HELD_OUT_SEED as HELD_SEED  # held-out noise: never used by a search
 from ..solvers.plan import Plan
 from ..zoo.lookup import searched_plan_path
-from . import solvers
 from .common import RESULTS_DIR
 
 
@@ -35,57 +35,11 @@ def mixture() -> Any:
     return toy_mixture(dim=16, k=8, spread=2.0, std=0.3, seed=0)
 
 
-def _baselines(held: Scorer, nfe: int, lo: float, hi: float) -> dict[str, float]:
-    return {p.name: held(p) for p in Space(nfe, lo, hi).baselines()}
-
-
-def _diffusers(den: Any, held: Scorer, nfe: int) -> tuple[str, float] | None:
-    """Best diffusers scheduler at this NFE on the same noise, through the solver benchmark's driver (None when
-    it has no setting)."""
-    errs = solvers.diffusers_errors(den, held.x_T, held.ref, nfe)
-    if not errs:
-        return None
-    k = min(errs, key=lambda n: errs[n] if math.isfinite(errs[n]) else math.inf)
-    return k, errs[k]
-
-
-def _held(den: Any, shape: tuple, n: int, hi: float, metric: str, dataset: str | None) -> Scorer:
-    return Scorer(den, shape, n, HELD_SEED, hi, metric, dataset=dataset)
-
-
-def table_run(den: Any, shape: tuple, nfes: list[int], budget: int, n_search: int, n_held: int, metric: str,
-              dataset: str | None = None, with_diffusers: bool = False, seed: int = 0) -> list[dict[str, Any]]:
-    """Search (seed `seed`) at each NFE; score the searched plan and every baseline on held-out noise."""
-    lo, hi = float(den.sigma_min), float(den.sigma_max)
-    held = _held(den, shape, n_held, hi, metric, dataset)
-    rows = []
-    for nfe in nfes:
-        t0 = time.perf_counter()
-        plan = search(den, nfe, shape, lo, hi, n_samples=n_search, budget=budget, seed=seed, metric=metric,
-                      dataset=dataset)
-        cost = time.perf_counter() - t0
-        base = _baselines(held, nfe, lo, hi)
-        best = min(base, key=lambda k: base[k] if math.isfinite(base[k]) else math.inf)
-        s = held(plan)
-        row = {"nfe": nfe, "searched": s, "best_baseline": best, "best_baseline_score": base[best],
-               "ratio": s / base[best], "search_score": plan.extra["score"],
-               "search_best_baseline": plan.extra["best_baseline_score"], "search_s": cost,
-               "evaluations": plan.extra["evaluations"], "baselines": base, "plan": plan.to_json(indent=None)}
-        for name in ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh2", "heun", "ipndm"):
-            row[name] = min((v for k, v in base.items() if k.split("/")[0] == name), default=math.nan)
-        if with_diffusers:
-            d = _diffusers(den, held, nfe)
-            row["diffusers_best"], row["diffusers_score"] = (d if d else (None, math.nan))
-            row["ratio_diffusers"] = s / row["diffusers_score"] if d else math.nan
-        rows.append(row)
-    return rows
-
-
 def budget_curve(den: Any, shape: tuple, nfe: int, budgets: list[int], seeds: list[int], n_search: int,
                  n_held: int) -> list[dict[str, Any]]:
     """Held-out error vs search budget, with and without the predictor (equal evaluations, several seeds)."""
     hi = float(den.sigma_max)
-    held = _held(den, shape, n_held, hi, "rms", None)
+    held = Scorer(den, shape, n_held, HELD_SEED, hi)
     rows = []
     for b in budgets:
         for guided in (True, False):
@@ -101,12 +55,11 @@ def budget_curve(den: Any, shape: tuple, nfe: int, budgets: list[int], seeds: li
     return rows
 
 
-def predictor_quality(den: Any, shape: tuple, nfe: int, budget: int, n_search: int, seed: int = 0
-                      ) -> dict[str, float]:
+def predictor_quality(den: Any, shape: tuple, nfe: int, budget: int, n_search: int) -> dict[str, float]:
     """Kendall tau on held-out plans: fit on the first half of a search's evaluations, rank the second half."""
     state_holder: dict[str, Any] = {}
     search(den, nfe, shape, float(den.sigma_min), float(den.sigma_max), n_samples=n_search, budget=budget,
-           seed=seed, on_stage=lambda st: state_holder.update(st=st))
+           seed=0, on_stage=lambda st: state_holder.update(st=st))
     return state_tau(state_holder["st"], Space(nfe, float(den.sigma_min), float(den.sigma_max)))
 
 
@@ -152,6 +105,14 @@ def _scores(held: Scorer, x: Tensor | None) -> tuple[float, float]:
     return held.score(x, "fd"), held.score(x, "rms")
 
 
+def _tail(held: Scorer, x: Tensor | None) -> tuple[float, float]:
+    """99th percentile and maximum of the per-sample RMS distances to the reference (inf for a diverged plan)."""
+    if x is None or not torch.isfinite(x).all():
+        return math.inf, math.inf
+    e = held.errors(x)
+    return float(torch.quantile(e, 0.99)), float(e.max())
+
+
 def _fd_rms(held: Scorer, plan: Any) -> tuple[float, float]:
     """FD-digits and RMS-to-reference of one plan's samples from the held-out noise (one sampling pass)."""
     return _scores(held, _samples(held, plan))
@@ -170,7 +131,7 @@ def _best(scores: dict[str, float]) -> str:
 
 
 def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: int = 32,
-                metric: str = "rms", seed: int = 0) -> tuple[Any, dict[str, Any]]:
+                metric: str = "rms") -> tuple[Any, dict[str, Any]]:
     """The searched digits-edm plan at this NFE and its search metadata: the shipped file (zoo/files/plans), or,
     with research=True, a fresh search (seed 0) whose cost is measured here."""
     if not research:
@@ -178,7 +139,7 @@ def digits_plan(nfe: int, research: bool = False, budget: int = 120, n_search: i
     den = zoo.load(DIGITS)
     t0 = time.perf_counter()
     plan = search(den, nfe, tuple(den.shape), float(den.sigma_min), float(den.sigma_max), n_samples=n_search,
-                  budget=budget, seed=seed, metric=metric, dataset="digits", model_id=DIGITS)
+                  budget=budget, seed=0, metric=metric, dataset="digits", model_id=DIGITS)
     return plan, {**plan.extra, "wall_s": time.perf_counter() - t0, "command": "(bench --research)"}
 
 
@@ -201,7 +162,7 @@ def save_grids(held: Scorer, rows: list[dict[str, Any]], nfes: list[int], n: int
 
 def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int = 8, research: bool = False,
                 budget: int = 120, n_search: int = 32, metric: str = "rms",
-                grids: tuple[int, ...] = (), seed: int = 0) -> tuple[list, dict]:
+                grids: tuple[int, ...] = ()) -> tuple[list, dict]:
     """FD-digits (n_held samples, held-out noise, cond=None) of the searched plan vs the hand-made plans per NFE.
 
     Every hand-made plan is scored on the first `screen` held-out noises; the `keep` best of them are scored on
@@ -212,23 +173,28 @@ def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int
     pre = Scorer(den, shape, screen, HELD_SEED, hi, "fd", dataset="digits") if 0 < screen < n_held else None
     rows = []
     for nfe in nfes:
-        plan, meta = digits_plan(nfe, research, budget, n_search, metric, seed)
+        plan, meta = digits_plan(nfe, research, budget, n_search, metric)
         t0 = time.perf_counter()
         base_plans = Space(nfe, lo, hi).baselines()
         screened = {p.name: pre(p) for p in base_plans} if pre is not None else {}
         chosen = sorted(screened, key=lambda k: _finite(screened[k]))[:keep]
-        base, base_rms, xs = {}, {}, {}
+        base, base_rms, base_p99, xs = {}, {}, {}, {}
         for p in base_plans:
             if pre is None or p.name in chosen:
                 xs[p.name] = _samples(held, p)
                 base[p.name], base_rms[p.name] = _scores(held, xs[p.name])
+                base_p99[p.name] = _tail(held, xs[p.name])[0]
         x_plan = _samples(held, plan)
         fd, r = _scores(held, x_plan)
+        p99, worst = _tail(held, x_plan)
         best, best_rms = _best(base), _best(base_rms)
         ci = _ratio_interval(x_plan, xs[best])
         row = {"nfe": nfe, "searched": fd, "best_baseline": best, "best_baseline_score": base[best],
-               "ratio": fd / base[best], "ratio_90": ci, "searched_rms": r, "best_rms_baseline": best_rms,
-               "best_rms_baseline_score": base_rms[best_rms], "search_metric": meta.get("metric"),
+               "ratio": fd / base[best], "ratio_90": ci, "searched_rms": r, "searched_rms_p99": p99,
+               "searched_rms_max": worst, "best_rms_baseline": best_rms,
+               "best_rms_baseline_score": base_rms[best_rms], "best_rms_baseline_p99": base_p99[best_rms],
+               "baselines_rms_p99": base_p99, "chosen": meta.get("chosen", "searched"),
+               "search_metric": meta.get("metric"),
                "search_n_samples": meta.get("n_samples"), "search_budget": meta.get("budget"),
                "search_score": meta.get("score", math.nan), "search_best_baseline_name": meta.get("best_baseline"),
                "search_best_baseline": meta.get("best_baseline_score", math.nan),
@@ -247,7 +213,7 @@ def digits_rows(nfes: list[int], n_held: int = 500, screen: int = 100, keep: int
 
 
 def digits_curve(nfe: int, checkpoints: list[int], n_search: int, n_held: int = 500,
-                 metric: str = "rms", seed: int = 0) -> dict[str, Any]:
+                 metric: str = "rms") -> dict[str, Any]:
     """Result vs search budget on the digits teacher at one NFE, predictor-guided vs plain evolution (seed 0):
     the best plan after k evaluations (anytime, by search-set score) of one search of max(checkpoints), scored
     on held-out FD; plus the evaluations plain evolution needs to reach the guided search's best search score,
@@ -259,7 +225,7 @@ def digits_curve(nfe: int, checkpoints: list[int], n_search: int, n_held: int = 
     curves, holder = {}, {}
     for guided in (True, False):
         t0 = time.perf_counter()
-        search(den, nfe, shape, lo, hi, n_samples=n_search, budget=max(checkpoints), seed=seed, metric=metric,
+        search(den, nfe, shape, lo, hi, n_samples=n_search, budget=max(checkpoints), seed=0, metric=metric,
                dataset="digits", config=evolve.Config(budget=max(checkpoints), predictor=guided, final=0),
                on_stage=lambda st: holder.update(st=st))
         ev = holder["st"]["evaluated"]

@@ -23,7 +23,7 @@ from ..solvers.plan import Plan
 from . import predictor as P
 from .space import Space
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 INIT_TRIES = 50  # random draws per wanted initial plan before stage 0 settles for what exists
 
 
@@ -57,30 +57,28 @@ def new_state(problem: dict[str, Any], config: Config) -> dict[str, Any]:
 
 
 def best(state: dict[str, Any]) -> tuple[Plan, float]:
-    """The chosen plan and its search-set score: lowest mean of search and validation scores among the finalists
-    (see `finalize`), else the lowest search score (first found on ties)."""
+    """The chosen plan and its search-set score: the validation choice (`finalize`) when it covers every
+    evaluation, else the lowest search score (first found on ties)."""
     if not state["evaluated"]:
         raise ValueError("the search state holds no evaluated plans yet")
-    pool = state.get("final") if state.get("final_at") == len(state["evaluated"]) else None
-    pool = pool or state["evaluated"]
-    e = min(pool, key=lambda r: _finite(0.5 * (r["score"] + r.get("val", r["score"]))))
+    if state.get("final_at") == len(state["evaluated"]) and "pick" in state:
+        e = state["final"][state["pick"]]
+    else:
+        e = min(state["evaluated"], key=lambda r: _finite(r["score"]))
     return Plan.from_json(e["plan"]), e["score"]
 
 
-def finalize(state: dict[str, Any], evaluate_val: Callable[[list[Plan]], list[float]], k: int,
+def finalize(state: dict[str, Any], choose: Callable[[dict[str, Any]], dict[str, Any]],
              save: Callable[[dict[str, Any]], None] | None = None) -> None:
-    """Re-score the top-k plans and the best hand-made one on a second, validation noise set, so the winner's
-    curse of picking the minimum of many noisy scores does not pick a plan that only fits the search noise."""
+    """Make the final choice once per set of evaluations: `choose(state)` (search.select.choose on validation
+    noise, so the winner's curse of picking the minimum of many noisy scores cannot pick a plan that only fits
+    the search noise) returns {"final", "pick", "kind", ...}, stored in the state and saved."""
     import time
 
-    if state.get("final_at") == len(state["evaluated"]) or k < 1:
+    if state.get("final_at") == len(state["evaluated"]) and "pick" in state:
         return
     t0 = time.perf_counter()
-    ranked = sorted(state["evaluated"], key=lambda r: _finite(r["score"]))
-    base = [r for r in ranked if r["stage"] == 0 and "/" in (r.get("name") or "")][:1]
-    pool = ranked[:k] + [r for r in base if r not in ranked[:k]]
-    vals = evaluate_val([Plan.from_json(r["plan"]) for r in pool])
-    state["final"] = [{**r, "val": float(v)} for r, v in zip(pool, vals, strict=True)]
+    state.update(choose(state))
     state["final_at"] = len(state["evaluated"])
     state["wall_s"] += time.perf_counter() - t0
     if save is not None:
@@ -115,9 +113,13 @@ def _propose(space: Space, parents: list[Plan], n: int, seen: set[str], rng: ran
 
 def run(space: Space, evaluate: Callable[[list[Plan]], list[float]], config: Config, seed: int,
         state: dict[str, Any], save: Callable[[dict[str, Any]], None] | None = None,
-        on_stage: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Continue the search in `state` until `config.budget` plans are evaluated; returns the state."""
+        on_stage: Callable[[dict[str, Any]], None] | None = None,
+        sync: Callable[[list[Plan]], list[Plan]] | None = None) -> dict[str, Any]:
+    """Continue the search in `state` until `config.budget` plans are evaluated; returns the state. `sync` maps
+    each stage's candidates to the ones evaluated (search.dist.broadcast: rank 0's, on every rank)."""
     import time
+
+    sync = sync or (lambda plans: plans)
 
     def record(plans: list[Plan], scores: list[float], preds: list[float] | None, t0: float,
                tau: float = math.nan, tau_explore: float = math.nan) -> None:
@@ -147,7 +149,7 @@ def run(space: Space, evaluate: Callable[[list[Plan]], list[float]], config: Con
             if p.to_json() not in seen:
                 seen.add(p.to_json())
                 extra.append(p)
-        plans = (base + extra)[: max(config.budget, 1)]
+        plans = sync((base + extra)[: max(config.budget, 1)])
         record(plans, evaluate(plans), None, t0)
 
     while len(state["evaluated"]) < config.budget:
@@ -161,12 +163,10 @@ def run(space: Space, evaluate: Callable[[list[Plan]], list[float]], config: Con
         n_new = min(config.per_stage, config.budget - len(done))
         use_pred = config.predictor and len(done) >= config.min_fit
         cands = _propose(space, parents, config.proposals if use_pred else n_new, seen, rng, config.p_crossover)
-        if not cands:
-            break
         preds = None
         chosen = cands[:n_new]
         n_explore = 0
-        if use_pred:
+        if use_pred and cands:
             model, _ = P.fit([space.features(Plan.from_json(r["plan"])) for r in done], [r["score"] for r in done],
                              seed=seed * 7919 + k, epochs=config.epochs)
             pr = P.predict(model, [space.features(c) for c in cands]).tolist()
@@ -177,6 +177,11 @@ def run(space: Space, evaluate: Callable[[list[Plan]], list[float]], config: Con
             picked += rng.sample(rest, n_explore)
             chosen = [cands[i] for i in picked]
             preds = [pr[i] for i in picked]
+        mine, chosen = chosen, sync(chosen)
+        if not chosen:  # the space is exhausted
+            break
+        if preds is not None and chosen != mine:  # another rank's candidates: its predictions are not ours
+            preds = [math.nan] * len(chosen)
         scores = evaluate(chosen)
         tau = P.kendall_tau(preds, scores) if preds is not None else math.nan
         tau_x = P.kendall_tau(preds[-n_explore:], scores[-n_explore:]) if preds is not None and n_explore > 2 \
