@@ -18,7 +18,6 @@ from ..solvers import constructors
 from ..solvers.plan import AFS, RELAXATIONS, Plan, Step
 
 GRIDS = ("logsnr", "karras", "uniform_t", "quadratic_t")
-VP_GRIDS = {"vp_trailing": {"spacing": "trailing"}}  # diffusers' few-step spacing (Lin et al. 2024) on a VP chain
 ORDERS = {1: 0.2, 2: 0.4, 3: 0.3, 4: 0.1}  # USF evo_search.yml
 STEP_RELAX = {"none": 0.4, "dpm_solver_2": 0.1, "bh1": 0.1, "bh2": 0.1, "linear": 0.3}
 MIN_GAP = 0.01  # smallest log-sigma gap between grid points
@@ -54,21 +53,19 @@ class Space:
 
     # -- the hand-made starting population -------------------------------------------------------------------
     def baselines(self) -> list[Plan]:
-        """Every classic constructor x every grid that spends exactly nfe (USF's empirical decisions), the grids
-        including diffusers' trailing spacing on the VP chain spanning [sigma_min, sigma_max]."""
+        """Every classic constructor x every grid that spends exactly nfe (USF's empirical decisions)."""
         out: list[Plan] = []
         seen: list = []
-        grids = [(g, g, {}) for g in GRIDS] + [(k, "vp_discrete", o) for k, o in VP_GRIDS.items()]
         for name in constructors.names():
-            for label, grid, opts in grids:
+            for grid in GRIDS:
                 try:
-                    p = constructors.get(name, self.nfe, self.sigma_min, self.sigma_max, grid, **opts)
+                    p = constructors.get(name, self.nfe, self.sigma_min, self.sigma_max, grid)
                 except (PlanError, ValueError):
                     continue
                 key = (p.sigmas.tolist(), p.steps, p.afs)
                 if key not in seen:
                     seen.append(key)
-                    out.append(replace_name(p, f"{name}/{label}"))
+                    out.append(replace_name(p, f"{name}/{grid}"))
         return out
 
     # -- random candidates ------------------------------------------------------------------------------------
@@ -120,14 +117,13 @@ class Space:
             corrector="unic" if rng.random() < 0.5 else "none", corrector_relaxation=corr_relax)
 
     # -- validity ------------------------------------------------------------------------------------------------
-    def _repair_grid(self, logs: list[float], end_cap: float = -math.inf) -> Tensor:
-        """Sorted, strictly decreasing log-sigmas from log sigma_max, final one in [sigma_min, max(end_hi,
-        exp(end_cap))] (end_cap: a parent's own final log-sigma, e.g. a VP grid's); + a 0."""
+    def _repair_grid(self, logs: list[float]) -> Tensor:
+        """Sorted, strictly decreasing log-sigmas from log sigma_max, final one in [sigma_min, end_hi]; + a 0."""
         n = len(logs)
         hi = math.log(self.sigma_max)
         v = sorted(logs[1:], reverse=True)
         if v:
-            v[-1] = min(max(v[-1], math.log(self.sigma_min)), max(math.log(self.end_hi), end_cap))
+            v[-1] = min(max(v[-1], math.log(self.sigma_min)), math.log(self.end_hi))
             top = hi - MIN_GAP
             for i in range(len(v) - 1):
                 v[i] = min(max(v[i], v[-1] + MIN_GAP * (len(v) - 1 - i)), top - MIN_GAP * i)
@@ -200,12 +196,11 @@ class Space:
     def _mutate_once(self, plan: Plan, rng: random.Random) -> Plan:
         sig, steps, afs = plan.sigmas.clone(), list(plan.steps), plan.afs
         logs = [math.log(v) for v in sig[:-1].tolist()]
-        cap = logs[-1]
         for i in range(1, len(logs)):
             if rng.random() < self.p_jitter:
                 logs[i] += rng.gauss(0.0, self.jitter * self.span)
         if len(logs) > 1:
-            sig = self._repair_grid(logs, cap)
+            sig = self._repair_grid(logs)
         for i, st in enumerate(steps):
             if rng.random() < self.p_decision:
                 steps[i] = self._mutate_step(st, rng)
