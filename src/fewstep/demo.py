@@ -19,10 +19,11 @@ from torch import Tensor
 
 from . import data, zoo
 from .bench import registry
+from .bench.latent import accuracy
 from .edit import ops
 from .errors import PlanError
 from .io import save_grid
-from .metrics import class_probs, confidence, fd, noise_floor
+from .metrics import confidence, fd, noise_floor
 from .progress import stderr_console
 from .report import write_page
 from .report.demo_page import build
@@ -137,7 +138,7 @@ def _latent_rows(cfg: DemoConfig, grid_dir: Path) -> tuple[list[Row], float]:
         path = f"grids/{LATENT}-{name}-nfe{nfe}.png"
         save_grid(d.x[:80], Path(cfg.out) / path, nrow=10, scale=2)
         f = fd(d.x, dataset)
-        acc = float((class_probs(d.x, dataset).argmax(1) == y).float().mean())
+        acc = accuracy(d.x, y, dataset)
         rows.append(Row(f"{LATENT} {name}", family, nfe, f, f / floor, confidence(d.x, dataset)["confidence"],
                         cfg.n / max(d.seconds, 1e-9), path, acc))
     return rows, floor

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import fewstep as fs
+from fewstep.bench.latent import edm_diffusers_loop
 from fewstep.cli.main import main
 from fewstep.data.sets import ImageData
 from fewstep.latent import train_ae
@@ -117,26 +118,11 @@ def test_generate_decodes_with_labels_guidance_and_batch_independence(stack):
     assert (a - c).abs().max() > 1e-3  # guidance changes the samples
 
 
-def _edm_loop(sched, unet, x, labels, g):
-    """diffusers' own sampling loop with an EDM scheduler and classifier-free guidance (null label 3)."""
-    for t in sched.timesteps:
-        inp = sched.scale_model_input(x, t)
-        if g == 1.0:
-            out = unet(inp, t, class_labels=labels).sample
-        else:
-            u, c = unet(torch.cat([inp, inp]), t, class_labels=torch.cat([torch.full_like(labels, 3), labels])
-                        ).sample.chunk(2)
-            out = u + g * (c - u)
-        x = sched.step(out, t, x).prev_sample
-    return x
-
-
 @pytest.mark.parametrize("g", [1.0, 2.0])
 @pytest.mark.parametrize("name", ["euler", "dpm_solver_pp_2m"])
 def test_fewstep_plans_equal_diffusers_edm_schedulers(stack, name, g):
     root = stack[0]
     m = fs.from_diffusers(root / "ldm")
-    unet = m.den.unet
     cls = {"euler": diffusers.EDMEulerScheduler, "dpm_solver_pp_2m": diffusers.EDMDPMSolverMultistepScheduler}[name]
     sched = cls.from_pretrained(str(root / "ldm" / "scheduler"))
     sched.set_timesteps(6)
@@ -145,7 +131,7 @@ def test_fewstep_plans_equal_diffusers_edm_schedulers(stack, name, g):
     torch.testing.assert_close(plan.sigmas, sig, rtol=1e-6, atol=1e-7)  # the same Karras grid (rho 7), ending in 0
     labels = torch.tensor([0, 1, 2])
     n = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(2))
-    want = _edm_loop(sched, unet, n * sig[0].float(), labels, g)
+    want = edm_diffusers_loop(sched, m, n * sig[0].float(), labels, g, null=3)
     den = m if g == 1.0 else fs.guidance.CFG(m, g)
     got = fs.sample(den, n * sig[0].float(), plan, cond=labels)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
