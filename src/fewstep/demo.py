@@ -7,6 +7,7 @@ the real-data noise floor at the same n) and classifier confidence; wall time gi
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,6 +28,7 @@ from .metrics import confidence, fd, noise_floor
 from .progress import stderr_console
 from .report import write_page
 from .report.demo_page import build
+from .report.rows import DemoSection, Row
 from .seed import HELD_OUT_SEED
 from .solvers import constructors
 from .zoo.generate import draw
@@ -35,19 +37,6 @@ from .zoo.lookup import resolve_plan, searched_plan_path
 DATASET = "digits"
 BASELINES = registry.baselines()  # the hand-made solvers, and below the captions, of every benchmark
 PAPERS = registry.papers()
-
-
-@dataclass
-class Row:
-    method: str
-    family: str
-    nfe: int
-    fd: float
-    fd_over_floor: float
-    confidence: float
-    images_per_s: float
-    grid: str = ""
-    accuracy: float | None = None
 
 
 LATENT = "mnist-ldm"  # the latent teacher of the demo's latent section (28x28 MNIST, decoded)
@@ -164,12 +153,27 @@ def run(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
         edits = _edits(cfg)
         bar.update(job, description=f"latent teacher {LATENT}")
         latent, latent_floor = _latent_rows(cfg, out / "grids")
+        sections = []
+        for ref in registry.demos():
+            bar.update(job, description=f"demo section {ref}")
+            section = method_section(ref, cfg)
+            if section is not None:
+                sections.append(section)
+    rows += [r for s in sections if s.dataset == DATASET for r in s.rows]  # same data: the front table and plot
     plot = _plot(rows, floor, out / "nfe_vs_fd.png")
-    page = build(rows, edits, floor, cfg, plot.name, PAPERS, time.perf_counter() - t_start, latent, latent_floor)
+    page = build(rows, edits, floor, cfg, plot.name, PAPERS, time.perf_counter() - t_start, latent, latent_floor,
+                 sections)
     html, md = write_page(page, out)
     return {"rows": [asdict(r) for r in rows], "noise_floor": floor, "html": str(html), "markdown": str(md),
             "edits": edits, "seconds": time.perf_counter() - t_start, "n": cfg.n,
-            "latent_rows": [asdict(r) for r in latent], "latent_noise_floor": latent_floor}
+            "latent_rows": [asdict(r) for r in latent], "latent_noise_floor": latent_floor,
+            "sections": [{**asdict(s), "tables": []} for s in sections]}
+
+
+def method_section(ref: str, cfg: DemoConfig) -> DemoSection | None:
+    """A method's demo section from its registry reference "module:attr"."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)(cfg)
 
 
 def _progress(enabled: bool) -> Any:
@@ -186,7 +190,7 @@ def _plot(rows: list[Row], floor: float, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)
     for name in dict.fromkeys(r.method for r in rows if r.family != "reference"):
         pts = sorted((r.nfe, r.fd) for r in rows if r.method == name)
-        style = "-o" if name in ("searched", "digits-cd", "digits-ict") else "--."
+        style = "--." if next(r.family for r in rows if r.method == name) == "solver" else "-o"
         ax.plot(*zip(*pts, strict=True), style, label=name, lw=2 if style == "-o" else 1)
     teacher = [r.fd for r in rows if r.family == "reference"]
     if teacher:

@@ -14,7 +14,9 @@ class Benchmark:
     """name: the subcommand and the stem of bench-results/<name>.json; command: "module:attr" of its click command
     (None: a section whose result another command writes); help: its line in `fewstep bench --help`; baselines:
     the demo's hand-made solvers (plan names); papers: the demo report's caption of each method it measures;
-    cpu_only: its comparisons run on the CPU only (`fewstep bench all --device` runs it there)."""
+    cpu_only: its comparisons run on the CPU only (`fewstep bench all --device` runs it there); demo: "module:attr" of
+    its demo section, a function (DemoConfig) -> fewstep.report.rows.DemoSection | None that samples the shipped
+    models (no training) and writes its grids under <cfg.out>/grids/."""
 
     name: str
     command: str | None = None
@@ -22,6 +24,7 @@ class Benchmark:
     baselines: tuple[str, ...] = ()
     papers: dict[str, str] = field(default_factory=dict)
     cpu_only: bool = False
+    demo: str | None = None
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -75,6 +78,11 @@ def cpu_only() -> set[str]:
 def helps() -> dict[str, str]:
     """Subcommand -> its one-line help, for the runnable benchmarks."""
     return {b.name: b.help for b in BENCHMARKS if b.command}
+
+
+def demos() -> list[str]:
+    """The "module:attr" of every method's demo section, in registry order."""
+    return [b.demo for b in BENCHMARKS if b.demo]
 
 
 def order() -> list[str]:

@@ -8,18 +8,18 @@ from .page import Page, Section, Table
 
 
 def _best_by_nfe(rows: list[Any]) -> Table:
-    """Per NFE: the best hand-made solver, the searched plan, and the consistency students."""
+    """Per NFE: the best hand-made solver, then every other method (searched plans, students, methods' rows on the
+    same data) in the order they were run."""
     nfes = sorted({r.nfe for r in rows if r.family != "reference"})
+    methods = list(dict.fromkeys(r.method for r in rows if r.family not in ("solver", "reference")))
     out = []
     for nfe in nfes:
         at = [r for r in rows if r.nfe == nfe]
         solvers = [r for r in at if r.family == "solver"]
         best = min(solvers, key=lambda r: r.fd) if solvers else None
-        picks = [next((f"{r.fd:.3g}" for r in at if r.method == m), "—")
-                 for m in ("searched", "digits-cd", "digits-ict")]
+        picks = [next((f"{r.fd:.3g}" for r in at if r.method == m), "—") for m in methods]
         out.append([nfe, f"{best.method} {best.fd:.3g}" if best else "—", *picks])
-    return Table(["NFE", "best hand-made solver (FD)", "S^3 searched", "digits-cd", "digits-ict"], out,
-                 "Best FD-digits per NFE (lower is better)")
+    return Table(["NFE", "best hand-made solver (FD)", *methods], out, "Best FD-digits per NFE (lower is better)")
 
 
 def _latent_table(rows: list[Any], floor: float) -> Table:
@@ -28,8 +28,15 @@ def _latent_table(rows: list[Any], floor: float) -> Table:
                  f"Latent teacher, 28x28 MNIST decoded (FD on the MNIST classifier; noise floor {floor:.3g})")
 
 
+def _section_table(m: Any) -> Table:
+    return Table(["model", "family", "NFE", "FD", "FD / floor", "accuracy", "images/s"],
+                 [[r.method, r.family, r.nfe, r.fd, r.fd_over_floor, r.accuracy, r.images_per_s] for r in m.rows],
+                 f"{m.title} ({m.dataset}; noise floor {m.floor:.3g})")
+
+
 def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, plot: str, papers: dict[str, str],
-          seconds: float, latent: list[Any] | None = None, latent_floor: float = float("nan")) -> Page:
+          seconds: float, latent: list[Any] | None = None, latent_floor: float = float("nan"),
+          methods: list[Any] | None = None) -> Page:
     teacher = next((r for r in rows if r.family == "reference"), None)
     intro = (
         f"Every method below sampled the same {cfg.n} per-sample seeds (base seed {cfg.seed}: noise the shipped "
@@ -70,6 +77,9 @@ def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, 
             f"Latent diffusion: {name}", papers.get(name, "") + " Samples are decoded by the autoencoder; every row "
             "uses the same latent noise and labels (0-9 in turn) at the teacher's recorded guidance scale.",
             images=[(r.grid, f"{r.method}, {r.nfe} NFE, FD {r.fd:.3g}, accuracy {r.accuracy:.2f}") for r in latent]))
+    for m in methods or []:  # each method's own section (fewstep.report.rows.DemoSection)
+        tables = [] if m.dataset == "digits" else [_section_table(m)]
+        sections.append(Section(m.title, m.text, images=m.images, tables=tables + list(m.tables)))
     if edits:
         sections.append(Section(
             "Zero-shot editing with the consistency student",
