@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .denoiser import batch_sigma, check_denoiser
+from .denoiser import append_dims, batch_sigma, check_denoiser
 
 
 def _cat(a: Any, b: Any, n: int) -> Any:
@@ -50,6 +50,30 @@ class CFG:
         else:
             d_u, d_c = self.den(x, sigma, self.uncond), self.den(x, sigma, cond)
         return d_u + self.scale * (d_c - d_u)
+
+
+class InputCFG:
+    """CFG with a per-sample scale read from the condition: D(x, sigma, {"y": labels, "w": [B]}) = D_u + w (D_c -
+    D_u). The teacher of guided distillation (LCM, Luo et al. 2023, Eq. 9) then takes the student's own cond; one
+    batched call per evaluation, the unconditional branch at label `null` (None: the network's null label)."""
+
+    def __init__(self, den: Any, null: int | None = None) -> None:
+        check_denoiser(den)
+        self.den, self.null = den, null
+        self.sigma_min, self.sigma_max = den.sigma_min, den.sigma_max
+        self.shape = getattr(den, "shape", None)
+
+    def __call__(self, x: Tensor, sigma: Tensor | float, cond: Any = None) -> Tensor:
+        if not isinstance(cond, dict) or "w" not in cond:
+            return self.den(x, sigma, cond.get("y") if isinstance(cond, dict) else cond)
+        y, w = cond["y"], torch.as_tensor(cond["w"], device=x.device, dtype=x.dtype)
+        if self.null is None:
+            d_u, d_c = self.den(x, sigma, None), self.den(x, sigma, y)
+        else:
+            s = batch_sigma(sigma, x)
+            d_u, d_c = self.den(torch.cat([x, x]), torch.cat([s, s]),
+                                torch.cat([torch.full_like(y, self.null), y])).chunk(2)
+        return d_u + append_dims(w.expand(x.shape[0]), x.ndim) * (d_c - d_u)
 
 
 def cfg(den: Any, scale: float, uncond: Any = None, batched: bool = True) -> CFG:

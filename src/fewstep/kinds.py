@@ -8,6 +8,7 @@ Methods add their kinds with `register` (one-step generators, discriminators, Lo
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class Kind:
 
 KINDS: dict[str, Kind] = {}
 SAMPLERS = ("plan", "renoise")
+# kinds a method registers in its own module, imported the first time a checkpoint names them (methods sit above
+# this layer, so nothing here imports them eagerly)
+PLUGINS: dict[str, str] = {"lcm_lora": "fewstep.distill.lcm_lora"}
 
 
 def register(kind: Kind) -> Kind:
@@ -59,7 +63,10 @@ def kind_of(config: dict[str, Any]) -> str:
 
 
 def get(name: str) -> Kind:
-    """The registered kind `name`; a CheckpointError listing the known kinds otherwise."""
+    """The registered kind `name` (importing the method module that registers it); a CheckpointError listing the
+    known kinds otherwise."""
+    if name not in KINDS and name in PLUGINS:
+        importlib.import_module(PLUGINS[name])
     if name not in KINDS:
         raise CheckpointError(f"unknown model kind {name!r}; known: {', '.join(sorted(KINDS))} (a newer fewstep, or "
                               "the method that saved it, registers it with fewstep.kinds.register)")
@@ -111,10 +118,11 @@ def _latent_denoiser(config: dict[str, Any], state: dict[str, torch.Tensor] | No
         raise CheckpointError("a latent_denoiser config needs 'autoencoder': the autoencoder checkpoint's path, "
                               "relative to the latent denoiser's file")
     ae_path = Path(ref) if Path(ref).is_absolute() or base is None else base / ref
-    if not ae_path.is_file():
+    if not ae_path.exists():
         raise CheckpointError(f"the latent denoiser's autoencoder {ae_path} does not exist; keep it beside the "
                               "checkpoint under the recorded name")
-    out = LatentDenoiser(build_denoiser({**config, "kind": "denoiser"}, state), load(ae_path))
+    ae = KLAutoencoder.from_pretrained(ae_path) if ae_path.is_dir() else load(ae_path)
+    out = LatentDenoiser(build_denoiser({**config, "kind": "denoiser"}, state), ae)
     out.config = config
     return out
 
@@ -125,3 +133,5 @@ register(Kind("autoencoder", _autoencoder, None,
               doc="a KL autoencoder (a diffusers AutoencoderKL folder): encode(x) -> z, decode(z) -> x"))
 register(Kind("latent_denoiser", _latent_denoiser, "plan",
               doc="a denoiser on an autoencoder's latents; samples are decoded (LDM, Rombach et al. 2022)"))
+register(Kind("latent_consistency", _latent_denoiser, "renoise", guidance="input",
+              doc="a latent consistency student taking the guidance scale as input (LCM, Luo et al. 2023)"))

@@ -58,6 +58,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "Latent stack: autoencoder, latent teacher vs guidance, plans vs diffusers EDM.", papers={
         "mnist-ldm": "Latent diffusion (Rombach et al., CVPR 2022) with EDM training: a class-conditional UNet2DModel "
                      "on a KL autoencoder's 4x8x8 latents, classifier-free guidance (Ho & Salimans 2022)."}),
+    Benchmark("lcm", "fewstep.cli.bench_lcm:lcm",
+              "Latent consistency models vs their CFG teacher: steps, guidance sweep, LCM-LoRA.", papers={
+        "mnist-lcm": "Latent consistency distillation (Luo et al. 2023): a student of mnist-ldm's classifier-free-"
+                     "guided PF-ODE that takes the guidance scale as an input, sampled in 1-8 steps (LCM's multistep "
+                     "sampler)."}, demo="fewstep.bench.lcm:demo_section"),
     Benchmark("compile", "fewstep.cli.bench_compile:compile_",
               "torch.compile vs eager sampling speed of the shipped teacher (one run)."),
     Benchmark("bridge"),

@@ -3,11 +3,12 @@ training loop (progress, checkpoints, --resume, torchrun DDP). The options come 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import click
 
-from ..distill.config import MODES, TEACHER_SOLVERS, ConsistencyConfig, DMDConfig, make_config
+from ..distill.config import MODES, TEACHER_SOLVERS, ConsistencyConfig, DMDConfig, LCMConfig, make_config
 from ..train.config import TrainConfig
 from .options import (
     common,
@@ -21,7 +22,7 @@ from .options import (
 )
 from .runs import announce, guarded, report
 
-__all__ = ["TEACHER_SOLVERS", "consistency", "distill", "dmd"]
+__all__ = ["TEACHER_SOLVERS", "consistency", "distill", "dmd", "lcm"]
 
 CONSISTENCY_OPTIONS = ("N", "mu", "s0", "s1", "mu0", "horizon", "dist", "weight", "solver", "skip", "reg",
                        "reg_paths")
@@ -102,3 +103,67 @@ def dmd(ctx: click.Context, **o: Any) -> None:
 
     Example: fewstep distill dmd --teacher digits-edm --init cd.safetensors --reg 0.05 --out dmd.safetensors"""
     _run(ctx, o, DMDConfig(**{k: o[k] for k in DMD_OPTIONS}), "dmd")
+
+
+LCM_OPTIONS = tuple(f.name for f in dataclasses.fields(LCMConfig))
+
+
+@distill.command(context_settings={"show_default": True})
+@click.option("--teacher", default="mnist-ldm", help="the latent teacher (zoo name or diffusers folder)")
+@click.option("--data", "data_name", default="mnist5k", help="data set the teacher's autoencoder encodes")
+@click.option("--autoencoder", default="mnist-ae", help="the autoencoder's path recorded in the student, relative "
+                                                        "to --out (the zoo keeps mnist-ae beside its models)")
+@config_options(LCMConfig, *LCM_OPTIONS)
+@click.option("--segments", default=1, type=click.IntRange(min=1),
+              help="train in this many resumed pieces, scoring FD after each (the curve in <out>.json)")
+@run_options(steps=1500, lr=1e-4, warmup=100, ema_decay=0.995, ckpt_every=250,
+             out_help="output student .safetensors")
+@common
+@json_option
+@click.pass_context
+def lcm(ctx: click.Context, **o: Any) -> None:
+    """Guided latent consistency distillation (LCM, Luo et al. 2023, Alg. 1): a student taking the guidance scale
+    w as input, trained on the w-guided PF-ODE with a skipping step; --lora-rank > 0 trains LoRA adapters only.
+
+    Example: fewstep distill lcm --teacher mnist-ldm --out mnist-lcm.safetensors --segments 6"""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from .. import data as fsdata
+    from ..distill.lcm import distill_lcm
+    from ..distill.run import frozen
+    from ..recipes.curve import command_line
+    from ..recipes.lcm import train_lcm
+    from ..train.loop import dist_info
+
+    cfg = LCMConfig(**{k: o[k] for k in LCM_OPTIONS})
+    if o["threads"]:
+        torch.set_num_threads(o["threads"])
+    device = init_distributed(o["device"])
+    with guarded(o, {"--teacher": o["teacher"]}) as rank:
+        teacher = frozen(o["teacher"], device)
+        if getattr(teacher, "autoencoder", None) is None:
+            raise click.BadParameter("LCM distils a latent teacher (one with an autoencoder, e.g. mnist-ldm)",
+                                     param_hint="--teacher")
+        ds = fsdata.get(o["data_name"], split="train")
+        tc = run_config(o, label_dropout=0.0)
+        command = recorded_command(ctx, ["fewstep", "distill", "lcm"])
+        announce({"command": command, "lcm": dataclasses.asdict(cfg), "train": tc.__dict__, "device": device,
+                  "world_size": dist_info()[1]}, rank)
+        if o["segments"] > 1:
+            opts = {k: v for k, v in ctx.params.items() if k not in ("segments", "as_json", "quiet", "resume",
+                                                                     "overwrite", "data_name")}
+            manifest = train_lcm(cfg, tc, ds, teacher, o["autoencoder"], Path(o["out"]), o["segments"],
+                                 lambda k: command_line(["fewstep", "distill", "lcm", "--data", o["data_name"]],
+                                                        {**opts, "steps": k}), o["resume"], device)
+            if rank == 0:
+                click.echo(json.dumps(manifest["metrics"]) if o["as_json"] else
+                           f"{o['out']}: {manifest['metrics']}")
+            leave_distributed()
+            return
+        res = distill_lcm(cfg, tc, ds, teacher, o["autoencoder"], out=o["out"], ckpt=o["ckpt"], resume=o["resume"],
+                          device=device, command=command)
+    report(res, o, rank)
+    leave_distributed()

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from ..train.config import option
 
 MODES = ("cd", "ct", "ict")
-DISTANCES = ("l2", "l1", "pseudo_huber", "lpips")
+DISTANCES = ("l2", "l1", "pseudo_huber", "cauchy", "lpips")
 WEIGHTINGS = ("uniform", "snr", "snr+1", "karras", "truncated-snr", "ict")  # = schedules.WEIGHTINGS (a test checks)
 # fewstep.distill.teacher.ONE_STEP_NFE's keys, spelled out so `--help` needs no torch import (a test keeps them equal)
 TEACHER_SOLVERS = ("euler", "ddim", "heun", "dpm_solver_2s", "dpm_solver_pp_2s", "dpm_solver_3s", "dpm_solver_pp_3s")
@@ -127,3 +127,43 @@ def make_config(mode: str, **opts: Any) -> ConsistencyConfig | DMDConfig:
         raise ValueError(f"skip must be 1 for ct/ict/dmd, got {opts['skip']}")
     keep = {f.name for f in dataclasses.fields(DMDConfig)}
     return DMDConfig(**{k: v for k, v in opts.items() if k in keep and v is not None})
+
+
+@dataclass
+class LCMConfig:
+    """Guided latent consistency distillation (Luo et al. 2023, Alg. 1): the student takes the guidance scale w,
+    drawn per sample from [w_min, w_max] (diffusers' convention D_u + w (D_c - D_u), 1 = none), and is trained on
+    pairs `skip` points apart on an N-point Karras grid, the teacher spanning them in one step of the CFG-augmented
+    PF-ODE (JSON-able)."""
+
+    mode: ClassVar[str] = "lcm"
+    uses_teacher: ClassVar[bool] = True
+    w_min: float = option(1.0, "smallest guidance scale drawn (1 = no guidance)", min=1.0)
+    w_max: float = option(4.0, "largest guidance scale drawn", min=1.0)
+    N: int = option(100, "points of the Karras grid the pairs are drawn on", flag="--N")
+    skip: int = option(5, "grid intervals between the student's point and the target's (LCM's skipping step k)")
+    solver: str = option("ddim", "teacher step over the skip: a one-step plan of the solver engine",
+                         choices=TEACHER_SOLVERS)
+    mu: float = option(0.95, "target EMA rate (0 = stop-gradient); 0.95 as the official scripts")
+    dist: str = option("pseudo_huber", "distance (the constant c scales with the latent's size, see --c)",
+                       choices=("l2", "pseudo_huber", "cauchy"))
+    c: float | None = option(None, "pseudo-Huber / Cauchy constant (None = 0.00054 sqrt(d), iCT's rule)")
+    w_dim: int = option(256, "size of the w-embedding (zero-initialised projection into the time embedding)")
+    rho: float = option(7.0)
+    sigma_min: float = option(0.002)
+    sigma_max: float = option(80.0)
+    lora_rank: int = option(0, "0: train the whole UNet; r > 0: train rank-r LoRA adapters only (LCM-LoRA, peft)",
+                            min=0)
+    lora_targets: str = option("attn+conv", "LoRA target modules: attn (q/k/v/out), attn+conv (also the resnet "
+                                             "convs and time projections)", choices=("attn", "attn+conv"))
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.w_min <= self.w_max:
+            raise ValueError(f"need 1 <= w_min <= w_max (guidance scales), got w_min={self.w_min}, w_max={self.w_max}")
+        if self.N < 3 or not 1 <= self.skip <= self.N - 2:
+            raise ValueError(f"need N >= 3 and 1 <= skip <= N - 2, got N={self.N}, skip={self.skip}")
+        if not 0 <= self.mu < 1:
+            raise ValueError(f"mu (the target EMA rate) must be in [0, 1), got {self.mu}")
+        if self.lora_rank and self.w_min != self.w_max:
+            raise ValueError("LCM-LoRA has no w-input (the adapter applies to any copy of the teacher's UNet): give "
+                             "one guidance scale, --w-min = --w-max")

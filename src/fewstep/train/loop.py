@@ -163,7 +163,7 @@ def _train(model_config: dict[str, Any], data: Any, cfg: TrainConfig, out: str |
     # the uniform mean of EMA snapshots (Izmailov et al. 2018's averaging, applied to the EMA): flattens the noise
     # that a constant LR leaves in the weights; the artefact once it holds a snapshot
     avg = AveragedModel(ema.module, use_buffers=False) if cfg.average_from is not None else None
-    opt = torch.optim.AdamW(den.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([p for p in den.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     objective.setup(den)
     # window: the losses of the logging window in progress; flushed: the run ended inside it and history[-1] is its

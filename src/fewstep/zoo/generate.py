@@ -88,9 +88,11 @@ def draw(model: Any, n: int, nfe: int | None = None, plan: Any = None, seed: int
         sigmas = renoise_sigmas(m, nfe, plan, recorded)
         x_T = noise(n, seed, shape, sigmas[0])
 
+        clip = 1.0 if clamp and getattr(m, "autoencoder", None) is None else None  # latents are not in [-1, 1]
+
         def run(i: int) -> Tensor:  # CM Alg. 1, each step's output clipped to [-1, 1] (CM's clip_denoised)
             return multistep(den, x_T[i:i + batch].to(device), sigmas, z[i:i + batch],
-                             cond=_slice(cond, i, batch, device), clip=1.0 if clamp else None)
+                             cond=_slice(cond, i, batch, device), clip=clip)
         used: dict[str, Any] = {"sampler": "renoise", "sigmas": sigmas}
         spent = len(sigmas)
     else:

@@ -75,10 +75,14 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
 
 def load_folder(folder: Path, device: str | torch.device = "cpu") -> Any:
-    """A folder model: a diffusers AutoencoderKL folder (an autoencoder) or a diffusers model folder (a denoiser;
-    a latent denoiser when it holds vae/)."""
+    """A folder model: a diffusers AutoencoderKL folder (an autoencoder), a diffusers model folder (a denoiser;
+    a latent denoiser when it holds vae/), or a folder whose fewstep.json names a method's kind (LCM-LoRA)."""
     if is_autoencoder_dir(folder):
         return KLAutoencoder.from_pretrained(folder).to(device).requires_grad_(False)
+    meta = folder / "fewstep.json"
+    if meta.is_file() and not is_diffusers_dir(folder):  # a method's folder kind (e.g. LCM-LoRA: adapter + json)
+        obj = kinds.build(json.loads(meta.read_text()), None, folder)
+        return obj.eval().requires_grad_(False).to(device) if isinstance(obj, torch.nn.Module) else obj
     if not is_diffusers_dir(folder):
         raise FileNotFoundError(f"{folder} is a folder but not a diffusers model (no model_index.json, "
                                 "unet/config.json or an AutoencoderKL config.json); give a zoo name, a .safetensors "

@@ -1,0 +1,69 @@
+"""LCM-LoRA as an acceleration vector (Luo et al. 2023, "LCM-LoRA: A Universal Stable-Diffusion Acceleration
+Module", Sec. 3): the adapters distilled on one teacher, saved in peft's format beside a `fewstep.json` naming the
+base teacher, and applied to any UNet of the same architecture (a teacher fine-tuned on a sub-style) without
+distilling again; `merge` adds a second (style) LoRA's update, Eq. 2's tau' = lambda_1 tau_LCM + lambda_2 tau_style.
+Registers the model kind "lcm_lora" (a folder: adapter + fewstep.json)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..kinds import Kind, register
+from ..kinds import load as load_checkpoint
+from ..latent.denoiser import LatentDenoiser
+from ..nets.diffusers_unet import UNetNet
+from ..nets.lora import LoRANet, load_adapter, save_adapter
+from ..precond import Preconditioned, consistency
+from ..zoo.lookup import resolve
+from .lcm import null_label, unet_of
+
+META = "fewstep.json"
+
+
+def export(student: str | Path, folder: str | Path, base: str) -> Path:
+    """Write the LoRA student saved by `fewstep distill lcm --lora-rank r` as a peft adapter folder + fewstep.json
+    (kind lcm_lora, `base`: the teacher, a zoo name or a path relative to the folder)."""
+    st = load_checkpoint(student)
+    net = st.den.net
+    if not isinstance(net, LoRANet):
+        raise TypeError(f"{student} is not an LCM-LoRA student (its network is {type(net).__name__})")
+    folder = save_adapter(net.inner.unet, net.lora, folder)
+    c = st.config
+    pc = c["precond"]["kwargs"]
+    meta = {"kind": "lcm_lora", "base": base, "guidance": net.guidance, "sigma_min": c["sigma_min"],
+            "sigma_max": c["sigma_max"], "sigma_data": pc["sigma_data"], "num_classes": c.get("num_classes"),
+            "data": c.get("data"), "distill": c.get("distill")}
+    (folder / META).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    return folder
+
+
+def apply(teacher: Any, adapter: str | Path, meta: dict[str, Any] | None = None) -> LatentDenoiser:
+    """The LCM student made of `teacher` (a latent teacher with a diffusers UNet) plus the adapter folder: a copy
+    of the teacher's UNet gets the adapters, the consistency boundary preconditioning of the distillation."""
+    adapter = Path(adapter)
+    meta = meta or json.loads((adapter / META).read_text())
+    unet = load_adapter(copy.deepcopy(unet_of(teacher)).float(), adapter)
+    net = LoRANet(UNetNet(unet, null_label=null_label(teacher)), 1, guidance=float(meta["guidance"]), injected=True)
+    den = Preconditioned(net, consistency(float(meta["sigma_min"]), float(meta["sigma_data"])),
+                         float(meta["sigma_min"]), float(meta["sigma_max"]), tuple(teacher.shape))
+    out = LatentDenoiser(den.eval().requires_grad_(False), teacher.autoencoder)
+    out.config = {**meta, "kind": "lcm_lora", "num_classes": meta.get("num_classes") or teacher.config.get(
+        "num_classes")}
+    return out
+
+
+def _build(config: dict[str, Any], state: Any, base: Path | None) -> nn.Module:
+    if base is None:
+        raise ValueError("an lcm_lora model is a folder (adapter + fewstep.json); load the folder itself")
+    ref = str(config["base"])
+    teacher = resolve(str(base / ref) if (base / ref).exists() else ref)
+    return apply(teacher, base, config)
+
+
+register(Kind("lcm_lora", _build, "renoise", guidance="input",
+              doc="LCM-LoRA adapters (peft) on a base latent teacher, distilled at one guidance scale"))
