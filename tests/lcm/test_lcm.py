@@ -188,3 +188,20 @@ def test_cli_bad_input_is_one_line(argv, where, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and err[-1].startswith("error:") and where in err[-1], err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_style_lora_merged_into_the_teacher_equals_the_adapted_model(teacher, tmp_path):
+    from fewstep.bench.lcm import _style_model, ink, thicken
+    from fewstep.distill import lcm_lora
+
+    root, data, t = teacher
+    out = tmp_path / "style.safetensors"
+    thick = ImageData(data.name, thicken(data.x), data.y, data.num_classes)
+    lcm_lora.finetune_style(t, thick, 2, "attn+conv", STEPS, "unused", out)
+    style = _style_model(out, t)
+    torch.nn.init.normal_(next(p for n, p in style.named_parameters() if "lora_B" in n), std=0.1)  # a visible delta
+    tuned = lcm_lora.with_adapter_merged(t, style)
+    x, s, y = torch.randn(3, 4, 8, 8), torch.full((3,), 1.5), torch.tensor([0, 1, 2])
+    assert torch.allclose(tuned(x, s, y), style(x, s, y), atol=1e-4)  # W + BA == the adapted layer
+    assert (tuned(x, s, y) - t(x, s, y)).abs().max() > 1e-3
+    assert ink(thick.x) > ink(data.x)

@@ -30,13 +30,17 @@ def _floats(text: str) -> list[float]:
 @click.option("--w", "main_w", default=2.0, type=float, help="the guidance of the steps curve")
 @click.option("--steps", "steps_text", default="1,2,3,4,5,6,8", help="student steps of the curve at --w")
 @click.option("--sweep-steps", default="2,4", help="student steps measured at every scale of the sweep")
+@click.option("--style-steps", default=600, type=click.IntRange(min=0),
+              help="steps of the style LoRA (thickened digits) the LCM-LoRA is transferred to; 0 skips the study")
+@click.option("--style-rank", default=8, type=click.IntRange(min=1), help="rank of the style LoRA")
 @click.option("--threads", default=1, type=int, help="torch CPU threads")
 @click.option("--name", default="lcm", help="result name: bench-results/<name>.json")
 @click.option("--seed", default=HELD_OUT_SEED, type=click.IntRange(min=0), help="base seed of the held-out noise")
 @click.option("--device", default="cpu", help="torch device")
 @json_option
 def lcm(student: str, lora: str, teacher: str, n: int, scales: str, main_w: float, steps_text: str,
-        sweep_steps: str, threads: int, name: str, seed: int, device: str, as_json: bool) -> None:
+        sweep_steps: str, style_steps: int, style_rank: int, threads: int, name: str, seed: int, device: str,
+        as_json: bool) -> None:
     """Latent consistency models: students vs the CFG teacher at 25 NFE, steps and guidance sweeps, LoRA."""
     import torch
 
@@ -63,12 +67,29 @@ def lcm(student: str, lora: str, teacher: str, n: int, scales: str, main_w: floa
             if (k, w) not in done:
                 rows.append(B.student_row(st, student, dataset, k, w, n, seed))
     lora_info = _lora(lora, t, dataset, n, seed, rows, anchor, device)
+    style = None
+    if lora_info and style_steps:
+        from ..cache import cache_dir
+
+        path = cache_dir() / f"style-lora-{teacher}-r{style_rank}-{style_steps}.safetensors"
+        style = B.style_study(t, lookup.path(lora) if lora in lookup.names() else lora, dataset, style_rank,
+                              style_steps, path, n, seed, lora_info["guidance"], device=device)
     for r in rows:
         r["fd_over_teacher"] = r["fd"] / anchor[r["guidance"]]
         r["accuracy_minus_teacher"] = r["accuracy"] - acc_anchor[r["guidance"]]
     manifest = lookup.manifest(student) if student in lookup.names() else {}
     plots = _plots(rows, manifest, name, main_w, st, t, seed)
     summary = _summary(rows, anchor, main_w, curve_steps, ws, sweep, student, teacher, manifest, lora_info)
+    if style:
+        tuned, moved = style["tuned teacher"], style["LCM-LoRA on tuned teacher"]
+        summary.append(
+            f"LCM-LoRA transferred, without distilling again, to the teacher fine-tuned on thickened digits (a rank-"
+            f"{style['rank']} style LoRA, {style['steps']} steps, merged): {style['lcm_steps']}-step FD against "
+            f"thickened held-out digits {moved['fd_thick']:.3g} = {style['transfer_ratio']:.2f}x that teacher's own "
+            f"{tuned['fd_thick']:.3g} at 25 NFE (target <= 2x, {'met' if style['transfer_ratio'] <= 2 else 'missed'})"
+            f"; style kept: {100 * style['style_kept']:.0f}% of the teacher's thickening (ink {moved['ink']:.3f} vs "
+            f"{style['LCM-LoRA on teacher']['ink']:.3f} without the style; teachers {tuned['ink']:.3f} vs "
+            f"{style['teacher']['ink']:.3f}).")
     columns = ["model", "sampler", "steps", "guidance", "FD", "FD / teacher", "FD / floor", "accuracy",
                "acc. - teacher", "seconds"]
     table = [[r["model"], r["sampler"], r["steps"], r["guidance"], r["fd"], r["fd_over_teacher"], r["fd_over_floor"],
@@ -76,7 +97,7 @@ def lcm(student: str, lora: str, teacher: str, n: int, scales: str, main_w: floa
     payload: dict[str, Any] = {
         "title": f"Latent consistency models: {student} (and {lora}) vs the CFG teacher {teacher} ({dataset})",
         "summary": summary, "plots": plots,
-        "raw": {"rows": rows, "n": n, "seed": seed, "lora": lora_info, "curve": manifest.get("curve"),
+        "raw": {"rows": rows, "n": n, "seed": seed, "lora": lora_info, "style": style, "curve": manifest.get("curve"),
                 "train_wall_s": manifest.get("wall_s")},
         "tables": [{"title": f"Teacher ({B.TEACHER_PLAN}, {B.TEACHER_NFE} NFE with CFG) and students, same noise, "
                              f"balanced labels, n={n}", "columns": columns, "rows": table}]}

@@ -167,3 +167,45 @@ def lcm(ctx: click.Context, **o: Any) -> None:
                           device=device, command=command)
     report(res, o, rank)
     leave_distributed()
+
+
+@distill.command("lcm-times", context_settings={"show_default": True})
+@click.option("--student", required=True, help="the LCM (its .safetensors; the manifest <student>.json beside it "
+                                               "gets the times)")
+@click.option("--steps", "steps_text", default="2,3,4", help="step counts to search times for")
+@click.option("--guidance", default=2.0, type=float, help="guidance scale the times are searched at")
+@click.option("--n", default=250, type=click.IntRange(min=16), help="samples per FD of the search")
+@click.option("--threads", default=1, type=int, help="torch CPU threads")
+@common
+@json_option
+def lcm_times(student: str, steps_text: str, guidance: float, n: int, threads: int, seed: int, device: str,
+              as_json: bool) -> None:
+    """Search the LCM multistep sampler's times for each step count (the CM ternary search on FD, search seeds
+    seed and seed + 1), and record them in the student's manifest, where fs.generate reads them.
+
+    Example: fewstep distill lcm-times --student mnist-lcm.safetensors --steps 2,3,4"""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from ..kinds import load
+    from ..recipes.lcm import record_times, search_times
+    from ..zoo.lookup import dataset_of
+
+    torch.set_num_threads(threads)
+    path = Path(student)
+    if not path.is_file():
+        raise click.BadParameter(f"{student} is not a file; give the student's .safetensors", param_hint="--student")
+    try:
+        steps = [int(v) for v in steps_text.split(",") if v.strip()]
+    except ValueError as e:
+        raise click.BadParameter(f"not a comma-separated list of step counts: {steps_text!r}",
+                                 param_hint="--steps") from e
+    if not steps or min(steps) < 2:
+        raise click.BadParameter("every step count must be >= 2 (one step has no times to choose)",
+                                 param_hint="--steps")
+    st = load(path, device)
+    found = {k: search_times(st, dataset_of(st) or "mnist5k", k, guidance, n, (seed, seed + 1))[0] for k in steps}
+    m = record_times(path.with_suffix(".json"), found, guidance)
+    click.echo(json.dumps(m["sampler"]) if as_json else f"{path.with_suffix('.json')}: {m['sampler']}")

@@ -7,20 +7,25 @@ Registers the model kind "lcm_lora" (a folder: adapter + fewstep.json)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from ..data.sets import ImageData
 from ..kinds import Kind, register
 from ..kinds import load as load_checkpoint
 from ..latent.denoiser import LatentDenoiser
+from ..latent.teacher import LOSS_KWARGS
 from ..nets.diffusers_unet import UNetNet
-from ..nets.lora import LoRANet, load_adapter, save_adapter
+from ..nets.lora import LoRANet, load_adapter, merged, save_adapter
 from ..precond import Preconditioned, consistency
+from ..train.loop import train
 from ..zoo.lookup import resolve
-from .lcm import null_label, unet_of
+from .config import LCMConfig
+from .lcm import latents, null_label, student_config, student_init, unet_of
 
 META = "fewstep.json"
 
@@ -67,3 +72,35 @@ def _build(config: dict[str, Any], state: Any, base: Path | None) -> nn.Module:
 
 register(Kind("lcm_lora", _build, "renoise", guidance="input",
               doc="LCM-LoRA adapters (peft) on a base latent teacher, distilled at one guidance scale"))
+
+
+def style_config(teacher: Any, rank: int, targets: str, autoencoder: str) -> dict[str, Any]:
+    """The io config of a style LoRA: the teacher's UNet with rank-r adapters, the teacher's EDM preconditioning (a
+    latent denoiser: a LoRA fine-tune of the teacher on new data, with the plain denoising loss)."""
+    cfg = LCMConfig(w_min=1.0, w_max=1.0, lora_rank=rank, lora_targets=targets)
+    mc = student_config(teacher, cfg, autoencoder)
+    pc = getattr(getattr(teacher, "den", teacher), "precond", None)
+    mc.update(kind="latent_denoiser", precond={"name": "edm", "kwargs": dict(getattr(pc, "kwargs", None) or {})})
+    mc.pop("guidance_range", None)
+    return mc
+
+
+def finetune_style(teacher: Any, data: ImageData, rank: int, targets: str, tc: Any, autoencoder: str,
+                   out: str | Path, resume: bool = False, device: str = "cpu", command: str | None = None) -> Any:
+    """Fine-tune LoRA adapters on `teacher` with the EDM loss on `data` (images; encoded here): a style LoRA
+    (LCM-LoRA Sec. 3's tau_style). Label dropout as the teacher's, so guidance still works."""
+    mc = style_config(teacher, rank, targets, autoencoder)
+    kwargs = dict(LOSS_KWARGS)
+    run = dataclasses.replace(tc, loss="edm", loss_kwargs=kwargs)
+    return train(mc, latents(teacher, data), run, out=out, ckpt=Path(out).with_suffix(".ckpt.pt"), resume=resume,
+                 device=device, command=command, init_state=student_init(teacher, mc))
+
+
+def with_adapter_merged(teacher: Any, adapted: Any, scale: float = 1.0) -> Any:
+    """A copy of the latent teacher whose UNet has `scale` x the adapters of `adapted` (a style LoRA model, or an
+    LoRA student) merged into its weights: the fine-tuned teacher as a plain diffusers UNet."""
+    out = copy.deepcopy(teacher)
+    plain = unet_of(out)
+    new = merged(adapted.den.net.inner.unet, plain, scale)
+    plain.load_state_dict({k: v.to(next(plain.parameters()).dtype) for k, v in new.state_dict().items()})
+    return out

@@ -7,6 +7,7 @@ An LCM-LoRA has no w-input: it is distilled at one guidance scale `guidance`, wh
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,20 @@ class LoRANet(nn.Module):
             raise ValueError(f"this LCM-LoRA was distilled at guidance {self.guidance:g} and has no w-input; sample "
                              f"it with guidance={self.guidance:g} (or none), or use a full LCM for other scales")
         return self.inner(x_in, c_noise, y)
+
+
+def merged(unet: nn.Module, plain: nn.Module, scale: float = 1.0) -> nn.Module:
+    """`plain` (a copy of the UNet without adapters) with `scale` times the adapters of `unet` added to its
+    weights: W + scale * Delta W (peft's merge on a copy), e.g. a LoRA fine-tune turned into a plain teacher."""
+    from peft.tuners.lora import LoraLayer
+
+    work = copy.deepcopy(unet)
+    for m in work.modules():
+        if isinstance(m, LoraLayer):
+            for name in list(m.scaling):
+                m.scaling[name] *= float(scale)
+            m.merge()
+    state = {k.replace(".base_layer.", "."): v for k, v in work.state_dict().items() if "lora_" not in k}
+    out = copy.deepcopy(plain)
+    out.load_state_dict(state)
+    return out

@@ -5,6 +5,7 @@ and the FD-against-training-time curve come from one run (recipes/curve.py)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import torch
 from ..data.sets import ImageData
 from ..distill.config import LCMConfig
 from ..distill.lcm import distill_lcm
+from ..distill.times import search_sigmas
+from ..io import atomic_write_text
 from ..kinds import load
 from ..metrics import fd
 from ..seed import HELD_OUT_SEED
@@ -47,3 +50,30 @@ def train_lcm(cfg: LCMConfig, tc: Any, data: ImageData, teacher: Any, autoencode
     return train_with_curve(out, tc.steps, segments, run, lambda p: score(p, data.name, curve_w), command,
                             lambda point: {k: v for k, v in point.items() if k.startswith("fd_")}, seed=tc.seed,
                             cooldown=tc.cooldown, ckpt=ckpt)
+
+
+def search_times(student: Any, dataset: str, steps: int, w: float, n: int = 250, seeds: tuple[int, ...] = (0, 1),
+                 iters: int = 6) -> tuple[list[float], float]:
+    """The sampling times of `steps` student steps at guidance w by the CM ternary search (fewstep.distill.times),
+    scored by the mean FD of n samples over `seeds` (search seeds, never the held-out ones)."""
+    y = torch.arange(n) % int(student.config.get("num_classes") or 10)
+
+    def score_of(sigmas: list[float]) -> float:
+        return sum(fd(draw(student, n, plan=sigmas, seed=s, labels=y, guidance=w).x, dataset) for s in seeds) / len(
+            seeds)
+
+    return search_sigmas(score_of, steps, float(student.sigma_min), float(student.sigma_max), iters)
+
+
+def record_times(manifest_path: Path, times: dict[int, list[float]], w: float,
+                 default_steps: int = 4) -> dict[str, Any]:
+    """Write the searched times into the student's manifest (`sampler`: the default steps and the sigmas per step
+    count, which fs.generate then uses), keeping everything else."""
+    m = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    sampler = dict(m.get("sampler") or {})
+    sampler.setdefault("nfe", default_steps)
+    sampler["sigmas"] = {**(sampler.get("sigmas") or {}), **{str(k): v for k, v in times.items()}}
+    sampler["searched_at_guidance"] = w
+    m["sampler"] = sampler
+    atomic_write_text(manifest_path, json.dumps(m, indent=1))
+    return m
