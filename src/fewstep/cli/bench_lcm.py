@@ -28,7 +28,7 @@ def _floats(text: str) -> list[float]:
 @click.option("--n", default=1000, type=click.IntRange(min=16), help="samples per FD")
 @click.option("--scales", default="1,1.5,2,3,4", help="guidance scales of the sweep")
 @click.option("--w", "main_w", default=2.0, type=float, help="the guidance of the steps curve")
-@click.option("--steps", "steps_text", default="1,2,3,4,5,6,8", help="student steps of the curve at --w")
+@click.option("--steps", "steps_text", default="1,2,3,4,5,6,7,8", help="student steps of the curve at --w")
 @click.option("--sweep-steps", default="2,4", help="student steps measured at every scale of the sweep")
 @click.option("--style-steps", default=600, type=click.IntRange(min=0),
               help="steps of the style LoRA (thickened digits) the LCM-LoRA is transferred to; 0 skips the study")
@@ -66,6 +66,16 @@ def lcm(student: str, lora: str, teacher: str, n: int, scales: str, main_w: floa
         for k in sweep:
             if (k, w) not in done:
                 rows.append(B.student_row(st, student, dataset, k, w, n, seed))
+    recorded = (lookup.manifest(student).get("sampler") or {}) if student in lookup.names() else {}
+    for k in sorted(int(v) for v in (recorded.get("sigmas") or {})):  # the searched times against geometric ones
+        from ..solvers.renoise import geometric_sigmas
+
+        geo = geometric_sigmas(k, float(st.sigma_min), float(st.sigma_max))
+        rows.append({**B.student_row(st, student, dataset, k, main_w, n, seed, sigmas=geo),
+                     "sampler": "lcm (geometric times)"})
+        rows[-1]["model"] = f"{student} geometric"
+    for mid, k in ((1.0, 2), (2.5, 2), (1.0, 3)):  # hybrid: one LCM step, then the teacher's solver
+        rows.append(B.hybrid_row(st, t, dataset, mid, k, main_w, n, seed))
     lora_info = _lora(lora, t, dataset, n, seed, rows, anchor, device)
     style = None
     if lora_info and style_steps:
@@ -153,6 +163,16 @@ def _summary(rows: list[dict[str, Any]], anchor: dict[float, float], w: float, c
         fds = ", ".join(f"{k}: {v:.3g}" for k, v in curve)
         out.append(f"Steps 2-8 at guidance {w:g}: FD {fds} (target: quality does not fall as steps grow: "
                    f"{'met' if falls else 'missed'}).")
+    for h in (r for r in rows if r["model"] == "hybrid"):
+        plain = at(student, h["steps"], w)
+        if plain:
+            out.append(f"Hybrid {h['sampler']} ({h['steps']} network evaluations): FD {h['fd']:.3g} vs the plain LCM "
+                       f"sampler's {plain['fd']:.3g} at {h['steps']} steps.")
+    for g in (r for r in rows if r["model"] == f"{student} geometric"):
+        searched = at(student, g["steps"], w)
+        if searched:
+            out.append(f"{g['steps']} steps: searched times FD {searched['fd']:.3g} vs geometric times "
+                       f"{g['fd']:.3g}.")
     if manifest.get("wall_s"):
         out.append(f"{student} was distilled by `{manifest.get('command')}` in {manifest['wall_s'] / 60:.1f} min "
                    "(1 thread, on a machine shared with other jobs; target 30 min).")

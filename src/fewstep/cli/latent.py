@@ -68,7 +68,6 @@ def train_ae(ctx: click.Context, **o: Any) -> None:
 @config_options(LDMConfig, "unet_channels", "layers_per_block", "attention_head_dim")
 @config_options(TrainConfig, "label_dropout", label_dropout=0.2)
 @run_options(steps=2000, lr=1e-3, warmup=200, ema_decay=0.999, ckpt_every=250, out_help="output diffusers folder")
-@click.option("--overwrite", is_flag=True, help="replace an existing model at --out")
 @common
 @json_option
 @click.pass_context
