@@ -109,6 +109,17 @@ def save_model(path: str | os.PathLike, module: nn.Module, config: dict[str, Any
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
 
+def save_half(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype = torch.float16) -> Path:
+    """A copy of a saved model with its floating weights stored in `dtype` (the zoo's 16-bit storage; they load
+    back into float32 networks), the config unchanged."""
+    from safetensors.torch import save_file
+
+    config = read_config(src)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_state(src).items()}
+    meta = {"fewstep": json.dumps(config, sort_keys=True)}
+    return atomic_write(dst, lambda tmp: save_file(state, tmp, metadata=meta))
+
+
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read the JSON config stored in a fewstep safetensors file."""
     from safetensors import safe_open

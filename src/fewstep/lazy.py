@@ -9,10 +9,17 @@ from typing import Any
 
 
 def attach(package: str, attrs: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """(__getattr__, __dir__) for `package`, where attrs maps a name to its module relative to the package."""
+    """(__getattr__, __dir__) for `package`, where attrs maps a name to its module relative to the package; other
+    names are the package's submodules, imported on first use."""
     def getattr_(name: str) -> Any:
         if name in attrs:
             return getattr(importlib.import_module(f".{attrs[name]}", package), name)
+        if not name.startswith("_"):  # a submodule, e.g. fs.distill.lcm_lora
+            try:
+                return importlib.import_module(f".{name}", package)
+            except ModuleNotFoundError as e:
+                if e.name != f"{package}.{name}":
+                    raise
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     def dir_() -> list[str]:

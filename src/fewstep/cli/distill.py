@@ -116,6 +116,8 @@ LCM_OPTIONS = tuple(f.name for f in dataclasses.fields(LCMConfig))
 @config_options(LCMConfig, *LCM_OPTIONS)
 @click.option("--segments", default=1, type=click.IntRange(min=1),
               help="train in this many resumed pieces, scoring FD after each (the curve in <out>.json)")
+@click.option("--extend", is_flag=True, help="with --segments: continue a finished shorter run to --steps (e.g. "
+                                             "with a --cooldown), keeping its curve")
 @run_options(steps=1500, lr=1e-4, warmup=100, ema_decay=0.995, ckpt_every=250,
              out_help="output student .safetensors")
 @common
@@ -154,10 +156,11 @@ def lcm(ctx: click.Context, **o: Any) -> None:
                   "world_size": dist_info()[1]}, rank)
         if o["segments"] > 1:
             opts = {k: v for k, v in ctx.params.items() if k not in ("segments", "as_json", "quiet", "resume",
-                                                                     "overwrite", "data_name")}
+                                                                     "overwrite", "data_name", "extend")}
             manifest = train_lcm(cfg, tc, ds, teacher, o["autoencoder"], Path(o["out"]), o["segments"],
                                  lambda k: command_line(["fewstep", "distill", "lcm", "--data", o["data_name"]],
-                                                        {**opts, "steps": k}), o["resume"], device)
+                                                        {**opts, "steps": k}), o["resume"], device,
+                                 extend=o["extend"])
             if rank == 0:
                 click.echo(json.dumps(manifest["metrics"]) if o["as_json"] else
                            f"{o['out']}: {manifest['metrics']}")

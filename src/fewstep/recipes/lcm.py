@@ -38,9 +38,9 @@ def score(path: Path, dataset: str, w: float, n: int = CURVE_N, steps: tuple[int
 
 def train_lcm(cfg: LCMConfig, tc: Any, data: ImageData, teacher: Any, autoencoder: str, out: Path,
               segments: int, command: Any, resume: bool = False, device: str = "cpu",
-              curve_w: float = 2.0) -> dict[str, Any]:
+              curve_w: float = 2.0, extend: bool = False) -> dict[str, Any]:
     """distill_lcm in `segments` resumed pieces with a quality curve; writes `out` and its manifest out.json.
-    `command(k)` is the one-shot command line of k steps."""
+    `command(k)` is the one-shot command line of k steps; `extend` continues a finished shorter run."""
     ckpt = out.with_suffix(".ckpt.pt")
 
     def run(k: int, cooldown: int, resumed: bool, line: str) -> Any:
@@ -49,7 +49,7 @@ def train_lcm(cfg: LCMConfig, tc: Any, data: ImageData, teacher: Any, autoencode
 
     return train_with_curve(out, tc.steps, segments, run, lambda p: score(p, data.name, curve_w), command,
                             lambda point: {k: v for k, v in point.items() if k.startswith("fd_")}, seed=tc.seed,
-                            cooldown=tc.cooldown, ckpt=ckpt)
+                            cooldown=tc.cooldown, ckpt=ckpt, extend=extend)
 
 
 def search_times(student: Any, dataset: str, steps: int, w: float, n: int = 250, seeds: tuple[int, ...] = (0, 1),
