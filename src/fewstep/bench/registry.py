@@ -58,6 +58,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "Latent stack: autoencoder, latent teacher vs guidance, plans vs diffusers EDM.", papers={
         "mnist-ldm": "Latent diffusion (Rombach et al., CVPR 2022) with EDM training: a class-conditional UNet2DModel "
                      "on a KL autoencoder's 4x8x8 latents, classifier-free guidance (Ho & Salimans 2022)."}),
+    Benchmark("ufogen", "fewstep.cli.bench_ufogen:ufogen",
+              "UFOGen one-step diffusion-GAN vs teacher / CD / iCT at 1 step, curve, gap ablation, img2img.", papers={
+        "digits-ufogen": "UFOGen (Xu et al., CVPR 2024): a one-step generator initialised from the teacher and "
+                         "trained with a discriminator on the noised marginal q(x_{t-gap}) plus a reconstruction "
+                         "term; more steps re-noise its output."}, cpu_only=True,
+              demo="fewstep.bench.ufogen:demo_section"),
     Benchmark("compile", "fewstep.cli.bench_compile:compile_",
               "torch.compile vs eager sampling speed of the shipped teacher (one run)."),
     Benchmark("bridge"),
