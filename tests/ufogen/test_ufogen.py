@@ -177,3 +177,13 @@ def test_sampling_shapes_determinism_and_one_step(teacher, tmp_path):
     x = _data().x[:6]
     y1, y2 = img2img(G, x, 2.5, seed=1), img2img(G, x, 2.5, seed=1)
     assert y1.shape == x.shape and torch.equal(y1, y2) and not torch.equal(y1, img2img(G, x, 2.5, seed=2))
+
+
+@pytest.mark.skipif("digits-ufogen" not in fs.zoo.names(), reason="digits-ufogen not shipped")
+def test_the_shipped_generator_keeps_the_public_contract():
+    G = fs.zoo.load("digits-ufogen")
+    assert fs.kinds.model_kind(G).name == "ufogen" and G.shape == (1, 8, 8)
+    x = fs.generate("digits-ufogen", 8, nfe=1)
+    assert x.shape == (8, 1, 8, 8) and x.min() >= -1 and x.max() <= 1 and x.std() > 0.1
+    assert torch.equal(x, fs.generate("digits-ufogen", 8, nfe=1))
+    assert fs.generate("digits-ufogen", 4, nfe=4).shape == (4, 1, 8, 8)
