@@ -41,7 +41,7 @@ KINDS: dict[str, Kind] = {}
 SAMPLERS = ("plan", "renoise")
 # kinds a method registers in its own module, imported the first time a checkpoint names them (methods sit above
 # this layer, so nothing here imports them eagerly)
-PLUGINS: dict[str, str] = {"lcm_lora": "fewstep.distill.lcm_lora"}
+PLUGINS: dict[str, str] = {"lcm_lora": "fewstep.distill.lcm_lora", "ufogen": "fewstep.distill.ufogen_kind"}
 
 
 def register(kind: Kind) -> Kind:

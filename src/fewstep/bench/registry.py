@@ -63,6 +63,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "mnist-lcm": "Latent consistency distillation (Luo et al. 2023): a student of mnist-ldm's classifier-free-"
                      "guided PF-ODE that takes the guidance scale as an input, sampled in 1-8 steps (LCM's multistep "
                      "sampler)."}, demo="fewstep.bench.lcm:demo_section"),
+    Benchmark("ufogen", "fewstep.cli.bench_ufogen:ufogen",
+              "UFOGen one-step diffusion-GAN vs teacher / CD / iCT at 1 step, curve, gap ablation, img2img.", papers={
+        "digits-ufogen": "UFOGen (Xu et al., CVPR 2024): a one-step generator initialised from the teacher and "
+                         "trained with a discriminator on the noised marginal q(x_{t-gap}) plus a reconstruction "
+                         "term; more steps re-noise its output."}, cpu_only=True,
+              demo="fewstep.bench.ufogen:demo_section"),
     Benchmark("compile", "fewstep.cli.bench_compile:compile_",
               "torch.compile vs eager sampling speed of the shipped teacher (one run)."),
     Benchmark("bridge"),

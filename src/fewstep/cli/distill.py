@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..distill.config import MODES, TEACHER_SOLVERS, ConsistencyConfig, DMDConfig, LCMConfig, make_config
+from ..distill.ufogen_config import UFOGenConfig
 from ..train.config import TrainConfig
 from .options import (
     common,
@@ -22,7 +23,7 @@ from .options import (
 )
 from .runs import announce, guarded, report
 
-__all__ = ["TEACHER_SOLVERS", "consistency", "distill", "dmd", "lcm"]
+__all__ = ["TEACHER_SOLVERS", "consistency", "distill", "dmd", "lcm", "lcm_times", "ufogen"]
 
 CONSISTENCY_OPTIONS = ("N", "mu", "s0", "s1", "mu0", "horizon", "dist", "weight", "solver", "skip", "reg",
                        "reg_paths")
@@ -212,3 +213,43 @@ def lcm_times(student: str, steps_text: str, guidance: float, n: int, threads: i
     found = {k: search_times(st, dataset_of(st) or "mnist5k", k, guidance, n, (seed, seed + 1))[0] for k in steps}
     m = record_times(path.with_suffix(".json"), found, guidance)
     click.echo(json.dumps(m["sampler"]) if as_json else f"{path.with_suffix('.json')}: {m['sampler']}")
+
+
+UFOGEN_OPTIONS = ("T", "gap", "num_times", "times", "recon", "recon_weight", "gamma_max", "adv_weight", "clamp", "r1",
+                  "d_every", "d_lr", "disc")
+
+
+@distill.command(context_settings={"show_default": True})
+@click.option("--teacher", required=True, help="zoo name or checkpoint of the teacher (G and D start from it)")
+@click.option("--data", "data_name", default="digits", help="data set name (fewstep.data.get)")
+@config_options(UFOGenConfig, *UFOGEN_OPTIONS)
+@config_options(TrainConfig, "label_dropout", label_dropout=1.0)
+@run_options(steps=3000, lr=1e-4, warmup=20, ema_decay=0.99, ckpt_every=250, out_help="output generator .safetensors")
+@common
+@json_option
+@click.pass_context
+def ufogen(ctx: click.Context, **o: Any) -> None:
+    """UFOGen (Xu et al. 2024, Eq. 9): a one-step diffusion-GAN generator initialised from the teacher, with a
+    discriminator (the teacher's network, zero-initialised head) on x_{t-gap} and the reconstruction term.
+
+    Example: fewstep distill ufogen --teacher digits-edm --gap 750 --out ufogen.safetensors"""
+    import torch
+
+    from .. import data as fsdata
+    from ..distill.ufogen import distill_ufogen
+    from ..train.loop import dist_info
+
+    cfg = UFOGenConfig(**{k: o[k] for k in UFOGEN_OPTIONS})
+    if o["threads"]:
+        torch.set_num_threads(o["threads"])
+    device = init_distributed(o["device"])
+    with guarded(o, {"--teacher": o["teacher"]}) as rank:
+        ds = fsdata.get(o["data_name"], split="train")
+        tc = run_config(o, label_dropout=o["label_dropout"] if ds.y is not None else 0.0)
+        command = recorded_command(ctx, ["fewstep", "distill", "ufogen"])
+        announce({"command": command, "ufogen": {"mode": "ufogen", **cfg.__dict__}, "train": tc.__dict__,
+                  "device": device, "world_size": dist_info()[1]}, rank)
+        res = distill_ufogen(cfg, tc, ds, o["teacher"], out=o["out"], ckpt=o["ckpt"], resume=o["resume"],
+                             device=device, command=command)
+    report(res, o, rank)
+    leave_distributed()
