@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..seed import HELD_OUT_SEED
-from .options import json_option
+from .options import device_option, json_option
 
 
 def _ints(text: str) -> list[int]:
@@ -36,7 +36,7 @@ def _floats(text: str) -> list[float]:
 @click.option("--threads", default=1, type=int, help="torch CPU threads")
 @click.option("--name", default="lcm", help="result name: bench-results/<name>.json")
 @click.option("--seed", default=HELD_OUT_SEED, type=click.IntRange(min=0), help="base seed of the held-out noise")
-@click.option("--device", default="cpu", help="torch device")
+@device_option
 @json_option
 def lcm(student: str, lora: str, teacher: str, n: int, scales: str, main_w: float, steps_text: str,
         sweep_steps: str, style_steps: int, style_rank: int, threads: int, name: str, seed: int, device: str,
