@@ -58,6 +58,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "Latent stack: autoencoder, latent teacher vs guidance, plans vs diffusers EDM.", papers={
         "mnist-ldm": "Latent diffusion (Rombach et al., CVPR 2022) with EDM training: a class-conditional UNet2DModel "
                      "on a KL autoencoder's 4x8x8 latents, classifier-free guidance (Ho & Salimans 2022)."}),
+    Benchmark("boundary", "fewstep.cli.bench_boundary:boundary",
+              "BoundaryDiffusion: mixing step, SVMs in x_t and h, one-step edits vs a learned direction.", papers={
+        "boundary": "BoundaryDiffusion (Zhu et al., NeurIPS 2023): learning-free editing of a frozen model, a linear "
+                    "boundary at the mixing step crossed in one step."}, cpu_only=True,
+              demo="fewstep.bench.boundary:demo_section"),
     Benchmark("compile", "fewstep.cli.bench_compile:compile_",
               "torch.compile vs eager sampling speed of the shipped teacher (one run)."),
     Benchmark("bridge"),
