@@ -165,3 +165,25 @@ def test_end_to_end_on_a_tiny_unet_both_spaces() -> None:
     assert not torch.allclose(h_only, plain)
     stoch = B.apply(den, x[:8], b, distance=2.0, eta=1.0, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(stoch).all()
+
+
+def test_hook_on_a_diffusers_unet2d_mid_block() -> None:
+    from fewstep.nets.diffusers_unet import DiffusersUNet2D, unet2d_config
+
+    torch.manual_seed(0)
+    net = DiffusersUNet2D(unet2d_config(4, 8, (16, 32), attention_head_dim=8, norm_groups=8), num_classes=3)
+    den = Preconditioned(net, edm(), 0.002, 80.0, shape=(4, 8, 8)).eval()
+    assert B.middle_block(den) is net.unet.mid_block
+    for p in net.unet.conv_out.parameters():  # diffusers zero-inits nothing here, but be sure the output depends
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(3, 4, 8, 8)
+    with torch.no_grad():
+        ref = den(x, 2.0)
+        with B.Bottleneck(den) as hb:
+            hb.edit = lambda h, s: h.clone()
+            same = den(x, 2.0)
+            h = hb.h
+            hb.edit = lambda h, s: h * 0
+            moved = den(x, 2.0)
+    assert h.shape == (3, 32, 4, 4)
+    assert torch.equal(same, ref) and not torch.allclose(moved, ref)
