@@ -40,6 +40,7 @@ def test_class_pair_score_and_unknown_attribute() -> None:
         A.measure("boldness")
 
 
+@pytest.mark.slow  # loads digits-edm and fits twice (~15 s on the shared 2 cores)
 def test_edit_op_boundary_cli(tmp_path) -> None:
     out, bnd = tmp_path / "e.png", tmp_path / "thick"
     args = ["edit", "--op", "boundary", "--attribute", "thickness", "--n", "8", "--n-fit", "40", "--nfe", "3",

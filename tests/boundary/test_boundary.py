@@ -167,6 +167,7 @@ def test_end_to_end_on_a_tiny_unet_both_spaces() -> None:
     assert torch.isfinite(stoch).all()
 
 
+@pytest.mark.slow  # importing diffusers dominates (~30 s on the shared 2 cores)
 def test_hook_on_a_diffusers_unet2d_mid_block() -> None:
     from fewstep.nets.diffusers_unet import DiffusersUNet2D, unet2d_config
 

@@ -68,7 +68,8 @@ def sides(t: Task, x: Tensor, cls: Tensor) -> Tensor:
 @torch.no_grad()
 def score(t: Task, x: Tensor, cls: Tensor, out: Tensor, pool: dict[int, Tensor], seed: int = 0) -> dict[str, float]:
     """Edit success (the attribute crosses to the other side), class kept (non-class attributes), and closeness:
-    the edit is nearer (classifier features) to its original than to a random image of the intended class."""
+    the edit is nearer (classifier features) to its original than to a random image of the original's class (for a
+    class edit: it keeps more of its own digit than of any other digit of its class)."""
     side = sides(t, x, cls)
     if t.pair is not None:
         pred = class_probs(out, DATASET).argmax(1)
@@ -78,9 +79,8 @@ def score(t: Task, x: Tensor, cls: Tensor, out: Tensor, pool: dict[int, Tensor],
     else:
         success = ((measure(t.name)(out) > t.median) != side).double()
         kept = (class_probs(out, DATASET).argmax(1) == cls).double()
-        target = cls
-    g = torch.Generator().manual_seed(seed)
-    rand = torch.stack([pool[int(c)][torch.randint(len(pool[int(c)]), (1,), generator=g)[0]] for c in target])
+    g = torch.Generator().manual_seed(seed)  # the random image shares the original's class (also for class edits)
+    rand = torch.stack([pool[int(c)][torch.randint(len(pool[int(c)]), (1,), generator=g)[0]] for c in cls])
     fo, fx, fr = features(out, DATASET), features(x, DATASET), features(rand, DATASET)
     closer = ((fo - fx).norm(dim=1) < (fo - fr).norm(dim=1)).double()
     res = {"success": success.mean().item(), "closer": closer.mean().item()}
@@ -250,7 +250,7 @@ def run_attribute(den: Any, cm: Any, name: str, pool: dict[int, Tensor], ladder:
     return res, pic
 
 
-DEMO_SIGMA, DEMO_DISTANCE = 0.5, 2.5  # the demo's mixing step and distance (see bench-results/boundary.json)
+DEMO_SIGMA, DEMO_DISTANCE = 0.25, 2.5  # the demo's mixing step and distance (see bench-results/boundary.json)
 DEMO_N = 160  # held-out digits edited per attribute (the demo's time budget)
 
 
