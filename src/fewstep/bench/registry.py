@@ -69,6 +69,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
                          "trained with a discriminator on the noised marginal q(x_{t-gap}) plus a reconstruction "
                          "term; more steps re-noise its output."}, cpu_only=True,
               demo="fewstep.bench.ufogen:demo_section"),
+    Benchmark("boundary", "fewstep.cli.bench_boundary:boundary",
+              "BoundaryDiffusion: mixing step, SVMs in x_t and h, one-step edits vs a learned direction.", papers={
+        "boundary": "BoundaryDiffusion (Zhu et al., NeurIPS 2023): learning-free editing of a frozen model, a linear "
+                    "boundary at the mixing step crossed in one step."}, cpu_only=True,
+              demo="fewstep.bench.boundary:demo_section"),
     Benchmark("compile", "fewstep.cli.bench_compile:compile_",
               "torch.compile vs eager sampling speed of the shipped teacher (one run)."),
     Benchmark("bridge"),

@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from .checks import finite, nonempty, writable
+from .edit_boundary import boundary_options, run_boundary
 from .options import common, json_option
 
-OPS = ["inpaint", "superres", "colorize", "stroke", "denoise", "interpolate"]
+OPS = ["inpaint", "superres", "colorize", "stroke", "denoise", "interpolate", "boundary"]
 
 
 def _sigmas(text: str | None, sigma_max: float) -> list[float]:
@@ -59,12 +60,18 @@ def _mask(kind: str, shape: tuple[int, ...]) -> Any:
 @click.option("--noise", "noise_sigma", default=0.5, type=float, callback=finite,
               help="denoise: sigma of the added noise")
 @click.option("--out", default="edit.png", callback=writable, help="PNG grid: inputs, results, truth")
+@boundary_options
 @json_option
 @common
 def edit(op: str, model: str | None, data_name: str | None, n: int, sigmas: str | None, mask_kind: str, factor: int,
-         candidates: int, noise_sigma: float, out: str, as_json: bool, device: str, seed: int) -> None:
-    """Zero-shot editing with a consistency model (inpaint, superres, colorize, stroke, denoise, interpolate)."""
+         candidates: int, noise_sigma: float, out: str, as_json: bool, device: str, seed: int,
+         **boundary: Any) -> None:
+    """Zero-shot editing with a consistency model (inpaint, superres, colorize, stroke, denoise, interpolate), or
+    BoundaryDiffusion with a frozen diffusion model (boundary)."""
     import torch
+
+    if op == "boundary":
+        return run_boundary(model, n, out, as_json, device, seed, **boundary)
     import torch.nn.functional as F
 
     from .. import data as fsdata
