@@ -125,3 +125,5 @@ register(Kind("autoencoder", _autoencoder, None,
               doc="a KL autoencoder (a diffusers AutoencoderKL folder): encode(x) -> z, decode(z) -> x"))
 register(Kind("latent_denoiser", _latent_denoiser, "plan",
               doc="a denoiser on an autoencoder's latents; samples are decoded (LDM, Rombach et al. 2022)"))
+
+from .quant import api as _quant_api  # noqa: E402, F401  (registers the "quantized" kinds)

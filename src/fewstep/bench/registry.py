@@ -58,6 +58,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "Latent stack: autoencoder, latent teacher vs guidance, plans vs diffusers EDM.", papers={
         "mnist-ldm": "Latent diffusion (Rombach et al., CVPR 2022) with EDM training: a class-conditional UNet2DModel "
                      "on a KL autoencoder's 4x8x8 latents, classifier-free guidance (Ho & Salimans 2022)."}),
+    Benchmark("quant", "fewstep.cli.bench_quant:quant",
+              "TFMQ-DM vs Q-Diffusion post-training quantization; real int8 on the CPU.", papers={
+        "quantized": "TFMQ-DM (Huang et al., CVPR 2024): post-training quantization that keeps the temporal features "
+                     "(TIAR, per-step activation parameters, the journal version's temporal cache)."},
+              cpu_only=True, demo="fewstep.bench.quant:demo_section"),
     Benchmark("compile", "fewstep.cli.bench_compile:compile_",
               "torch.compile vs eager sampling speed of the shipped teacher (one run)."),
     Benchmark("bridge"),
