@@ -168,6 +168,7 @@ def _build(config: dict[str, Any], state: dict[str, Tensor] | None, base: Path |
         if missing or unexpected:
             raise CheckpointError(f"quantized weights do not match: missing {missing[:5]}, unexpected "
                                   f"{unexpected[:5]}")
+    q.set_act(True)  # quantizers without calibrated parameters pass activations through
     q.ctx.cache = bool(qc.get("cache"))
     plan = (config.get("sampler") or {}).get("plan")
     if isinstance(plan, str) and plan.endswith(".json") and base is not None and not Path(plan).is_absolute():
