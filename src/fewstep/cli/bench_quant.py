@@ -20,13 +20,15 @@ from .options import common, cpu_only, json_option
 @click.option("--sim/--no-sim", default=True, help="run the simulated part (else keep the saved one)")
 @click.option("--int8/--no-int8", "int8", default=False,
               help="run the real int8 part on mnist-ldm (compiles four graphs: many minutes)")
-@click.option("--int8-json", default=None, help="take the int8 part from this JSON (python -m fewstep.bench.quant_int8)")
+@click.option("--int8-json", default=None,
+              help="take the int8 part from this JSON (python -m fewstep.bench.quant_int8)")
 @click.option("--threads", default=1, type=int, help="torch CPU threads")
 @click.option("--name", default="quant", help="result name: bench-results/<name>.json")
 @common
 @json_option
-def quant(n: int, calib_n: int, iters: int, act_iters: int, recon_n: int, bits: str, student_bits: str, ship: str | None, sim: bool, int8: bool,
-          int8_json: str | None, threads: int, name: str, seed: int, device: str, as_json: bool) -> None:
+def quant(n: int, calib_n: int, iters: int, act_iters: int, recon_n: int, bits: str, student_bits: str,
+          ship: str | None, sim: bool, int8: bool, int8_json: str | None, threads: int, name: str, seed: int,
+          device: str, as_json: bool) -> None:
     """TFMQ-DM vs Q-Diffusion: FD vs full precision, temporal cosines, calibration time; real int8 speed."""
     import json
     from pathlib import Path

@@ -22,8 +22,6 @@ from .. import kinds
 from ..errors import CheckpointError
 from ..io import build_denoiser, save_model
 from ..solvers.plan import Plan
-from ..zoo.generate import renoise_sigmas, sampler_defaults
-from ..zoo.lookup import resolve, resolve_plan, zoo_name
 from .calib import Calib, calibrate_activations, plan_pass, trajectory_pass
 from .model import QuantizedDenoiser, fresh_copy, parse_bits
 from .recon import ReconConfig, reconstruct_blocks, temporal_cosines, tiar
@@ -36,6 +34,9 @@ def calibration_plan(base: Any, plan: Any = None, nfe: int | None = None,
                      grid: str | None = None) -> Plan | list[float]:
     """The plan a model is calibrated for: a Plan / name / file / "searched" for a denoiser (default: its recorded
     sampler), or a consistency student's sigmas (default: its recorded one-step sampler)."""
+    from ..zoo.generate import renoise_sigmas, sampler_defaults  # zoo imports kinds, which registers this kind
+    from ..zoo.lookup import resolve_plan, zoo_name
+
     recorded = sampler_defaults(base)
     if kinds.model_kind(base).sampler == "renoise":
         return renoise_sigmas(base, nfe, plan if not isinstance(plan, (str, Plan)) else None, recorded)
@@ -55,6 +56,8 @@ def quantize(model: Any, bits: str = "w8a8", method: str = "tfmq", plan: Any = N
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     parse_bits(bits)
+    from ..zoo.lookup import resolve
+
     cfg = recon or ReconConfig()
     base = resolve(model)
     fp = fresh_copy(base.den if getattr(base, "autoencoder", None) is not None and hasattr(base, "den") else base)
@@ -115,12 +118,16 @@ def _resize(a: nn.Module, k: int) -> None:
 
 def cosines(q: QuantizedDenoiser, fp_model: Any) -> list[float]:
     """Temporal-feature cosine similarity to full precision at each calibrated step (needs q.calib)."""
+    from ..zoo.lookup import resolve
+
     fp = resolve(fp_model)
     fp = fp.den if getattr(fp, "autoencoder", None) is not None and hasattr(fp, "den") else fp
     return temporal_cosines(q, fp, q.calib)
 
 
 def _config(base: Any, q: QuantizedDenoiser, p: Any, c: Calib, **kw: Any) -> dict[str, Any]:
+    from ..zoo.lookup import zoo_name
+
     bc = dict(getattr(base, "config", None) or {})
     base_kind = kinds.kind_of(bc) if bc else "denoiser"
     sampler: dict[str, Any]
