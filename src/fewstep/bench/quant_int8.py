@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..guidance import CFG
-from ..metrics import fd, noise_floor
+from ..metrics import fd
 from ..quant.api import quantize
 from ..quant.int8 import Int8Net, quantize_pt2e, to_int8
 from ..quant.model import null_label
@@ -49,8 +49,9 @@ def _decoded(den: Any, plan: Any, n: int, seed: int, g: float, batch: int = 250)
 
 
 def run(model: str = "mnist-ldm", n: int = 500, seed: int = 100, calib_n: int = 64, repeats: int = 5,
-        iters: int = 60) -> dict[str, Any]:
-    """The int8 tables: throughput (eager fp32, compiled fp32, compiled int8) at batch 1 and 256, sizes, FD."""
+        iters: int = 60, batches: tuple[int, ...] = (256, 1), out: str | None = None) -> dict[str, Any]:
+    """The int8 tables: throughput (eager fp32, compiled fp32, compiled int8) per batch size (256 first, with the
+    FD check on its graph), sizes, FD. `out`: a JSON written after every stage (compiling is slow here)."""
     import torch._inductor.config as inductor_config
 
     from ..quant.recon import ReconConfig
@@ -64,22 +65,20 @@ def run(model: str = "mnist-ldm", n: int = 500, seed: int = 100, calib_n: int = 
     labels = torch.arange(calib_n) % 10
     q = quantize(den, "w8a8", "tfmq", plan=plan, calib_n=calib_n, labels=labels, guidance=g,
                  recon=ReconConfig(iters=iters))
-    calib_s = q.config["quant"]["calib_s"]
     unet = den.den.net.eval()
-    fp_bytes = _bytes(unet)
     inductor_config.freezing = True
-    rows, raw = [], {"calib_s": calib_s, "fp32_bytes": fp_bytes, "threads": torch.get_num_threads(), "speed": {}}
-    graphs = {}
-    for b in (1, 256):
+    raw: dict[str, Any] = {"calib_s": q.config["quant"]["calib_s"], "fp32_bytes": _bytes(unet),
+                           "threads": torch.get_num_threads(), "speed": {}, "model": model, "n": n, "guidance": g,
+                           "plan": f"{rec.get('plan', 'dpm_solver_pp_2m')} {plan.nfe} NFE", "dataset": dataset,
+                           "repeats": repeats}
+    for b in batches:
         tq = time.perf_counter()
-        gm, int8_bytes = quantize_pt2e(q, batch=b)
+        gm, raw["int8_bytes"] = quantize_pt2e(q, batch=b)
         convert_s = time.perf_counter() - tq
-        graphs[b] = torch.compile(gm)
-        int8 = Int8Net({b: graphs[b]}, null_label(q), int8_bytes)
+        graph = torch.compile(gm)
+        int8 = Int8Net({b: graph}, null_label(q), raw["int8_bytes"])
         compiled_fp = torch.compile(copy.deepcopy(unet))
-        x = torch.randn(b, *den.shape)
-        c = torch.full((b,), 0.5)
-        y = torch.arange(b) % 10
+        x, c, y = torch.randn(b, *den.shape), torch.full((b,), 0.5), torch.arange(b) % 10
         t_eager = _time(unet, (x, c, y), repeats)
         tc = time.perf_counter()
         t_comp = _time(compiled_fp, (x, c, y), repeats)
@@ -88,57 +87,65 @@ def run(model: str = "mnist-ldm", n: int = 500, seed: int = 100, calib_n: int = 
         raw["speed"][b] = {"eager_fp32_s": t_eager, "compiled_fp32_s": t_comp, "int8_s": t_int8,
                            "fp32_compile_and_time_s": ti - tc, "int8_compile_and_time_s": time.perf_counter() - ti,
                            "pt2e_convert_s": convert_s}
-        raw["int8_bytes"] = int8_bytes
-        rows.append([b, b / t_eager, b / t_comp, b / t_int8, t_eager / t_int8, t_comp / t_int8])
-    int8_bytes = raw["int8_bytes"]
-    q8 = to_int8(q, compile=False)
-    q8.den.net.fns = {256: graphs[256]}  # the same compiled graph as timed
-    x_fp = _decoded(den, plan, n, seed, g)
-    x_sim = _decoded(q, plan, n, seed, g)
-    x_int8 = _decoded(q8, plan, n, seed, g)
-    fds = {k: fd(v, dataset) for k, v in (("fp32", x_fp), ("w8a8_simulated", x_sim), ("int8", x_int8))}
-    raw["fd"] = fds
-    floor = noise_floor(dataset, n)
-    s256 = raw["speed"][256]
-    summary = [
-        f"Real int8 (PT2E + X86InductorQuantizer, Inductor freezing + torch.compile) of {model}'s UNet at "
-        f"{torch.get_num_threads()} thread(s), one run on a 2-core machine shared with other jobs: batch 256 "
-        f"{s256['compiled_fp32_s'] / s256['int8_s']:.2f}x compiled float32 (target >= 1.3x) and "
-        f"{s256['eager_fp32_s'] / s256['int8_s']:.2f}x eager float32 (one static-shape graph per batch size); "
-        f"size {int8_bytes / 1e6:.2f} MB vs "
-        f"{fp_bytes / 1e6:.2f} MB float32.",
-        f"FD ({dataset}, n={n}, guidance {g}, {plan.nfe}-NFE {rec.get('plan', 'dpm_solver_pp_2m')}, decoded): "
-        f"float32 {fds['fp32']:.3g}, W8A8 simulated (TFMQ) {fds['w8a8_simulated']:.3g} "
-        f"({fds['w8a8_simulated'] / fds['fp32']:.3f}x), real int8 {fds['int8']:.3g} ({fds['int8'] / fds['fp32']:.3f}x, "
-        f"target <= 1.05x); noise floor {floor:.3g}. TFMQ calibration {calib_s:.0f} s.",
-    ]
-    tables = [{"title": f"Real int8 on this CPU: {model}'s UNet, images/s (one run, median of {repeats} calls after "
-                        "warm-up; speed-ups are ratios of the same run)",
-               "columns": ["batch", "eager fp32 img/s", "compiled fp32 img/s", "int8 img/s", "int8 / eager",
-                           "int8 / compiled"], "rows": rows},
-              {"title": "Model size and quality of the real int8 model",
-               "columns": ["variant", "MB", "FD", "FD ratio"],
-               "rows": [["float32", fp_bytes / 1e6, fds["fp32"], 1.0],
-                        ["W8A8 simulated (TFMQ)", None, fds["w8a8_simulated"], fds["w8a8_simulated"] / fds["fp32"]],
-                        ["int8 (PT2E, compiled)", int8_bytes / 1e6, fds["int8"], fds["int8"] / fds["fp32"]]]}]
+        if b == max(batches):
+            q8 = to_int8(q, compile=False)
+            q8.den.net.fns = {b: graph}  # the same compiled graph as timed; other sizes run in padded chunks
+            fds = {k: fd(_decoded(m, plan, n, seed, g), dataset) for k, m in
+                   (("fp32", den), ("w8a8_simulated", q), ("int8", q8))}
+            raw["fd"] = fds
+        if out:
+            _write(out, report(raw))
     raw["wall_s"] = time.perf_counter() - t0
-    for t in tables:
-        t["part"] = "int8"
+    res = report(raw)
+    if out:
+        _write(out, res)
+    return res
+
+
+def _write(path: str, res: dict[str, Any]) -> None:
+    from ..io import atomic_write_text
+    from .strict_json import dumps
+
+    atomic_write_text(path, dumps(res, indent=1))
+
+
+def report(raw: dict[str, Any]) -> dict[str, Any]:
+    """Tables and summary lines from the raw int8 measurements (whatever stages have run)."""
+    speed, fds = raw["speed"], raw.get("fd", {})
+    rows = [[b, b / s["eager_fp32_s"], b / s["compiled_fp32_s"], b / s["int8_s"], s["eager_fp32_s"] / s["int8_s"],
+             s["compiled_fp32_s"] / s["int8_s"]] for b, s in sorted(speed.items(), key=lambda kv: int(kv[0]))]
+    fp_mb, q_mb = raw["fp32_bytes"] / 1e6, raw.get("int8_bytes", 0) / 1e6
+    summary = []
+    for b, s in speed.items():
+        summary.append(f"Real int8 (PT2E + X86InductorQuantizer, Inductor freezing + torch.compile) of "
+                       f"{raw['model']}'s UNet, {raw['threads']} thread, one run on a 2-core machine shared with other "
+                       f"jobs, batch {b}: "
+                       f"{s['compiled_fp32_s'] / s['int8_s']:.2f}x compiled float32 (target >= 1.3x at batch 256) and "
+                       f"{s['eager_fp32_s'] / s['int8_s']:.2f}x eager float32; size {q_mb:.2f} MB vs {fp_mb:.2f} MB.")
+    if fds:
+        summary.append(f"FD ({raw['dataset']}, n={raw['n']}, guidance {raw['guidance']}, {raw['plan']}, decoded): "
+                       f"float32 {fds['fp32']:.3g}, W8A8 simulated (TFMQ) {fds['w8a8_simulated']:.3g} "
+                       f"({fds['w8a8_simulated'] / fds['fp32']:.3f}x), real int8 {fds['int8']:.3g} "
+                       f"({fds['int8'] / fds['fp32']:.3f}x, target <= 1.05x). TFMQ calibration {raw['calib_s']:.0f} s.")
+    tables = [{"title": f"Real int8 on this CPU: {raw['model']}'s UNet, images/s (one run, median of {raw['repeats']} "
+                        "calls after warm-up; speed-ups are ratios of the same run)",
+               "columns": ["batch", "eager fp32 img/s", "compiled fp32 img/s", "int8 img/s", "int8 / eager",
+                           "int8 / compiled"], "rows": rows, "part": "int8"}]
+    if fds:
+        tables.append({"title": "Model size and quality of the real int8 model", "part": "int8",
+                       "columns": ["variant", "MB", "FD", "FD ratio"],
+                       "rows": [["float32", fp_mb, fds["fp32"], 1.0],
+                                ["W8A8 simulated (TFMQ)", None, fds["w8a8_simulated"],
+                                 fds["w8a8_simulated"] / fds["fp32"]],
+                                ["int8 (PT2E, compiled)", q_mb, fds["int8"], fds["int8"] / fds["fp32"]]]})
     return {"tables": tables, "summary": summary, "raw": raw}
 
 
 def main(out: str) -> None:
-    """Run the int8 part alone and write its JSON (merged into bench-results/quant.json by `fewstep bench quant
-    --no-sim --int8`)."""
-    import json
-
-    from .strict_json import dumps
-
+    """Run the int8 part alone, writing its JSON after every stage (merged into bench-results/quant.json by
+    `fewstep bench quant --no-sim --int8-json OUT`)."""
     torch.set_num_threads(1)
-    res = run()
-    with open(out, "w") as f:
-        f.write(dumps(res, indent=1))
-    del json
+    run(n=300, calib_n=32, iters=20, repeats=3, out=out)
 
 
 if __name__ == "__main__":
