@@ -131,7 +131,7 @@ def test_tiar_touches_only_the_temporal_block():
             assert m.wq.alpha is not None
 
 
-@pytest.mark.parametrize("method", ["tfmq", "qdiffusion"])
+@pytest.mark.parametrize("method", ["tfmq", pytest.param("qdiffusion", marks=pytest.mark.slow)])
 def test_tiny_model_quantizes_samples_and_round_trips(tmp_path, method):
     den = tiny()
     plan = fs.plans.get("heun", nfe=3, sigma_min=0.002, sigma_max=80.0, grid="karras")
