@@ -141,6 +141,40 @@ def report(raw: dict[str, Any]) -> dict[str, Any]:
     return {"tables": tables, "summary": summary, "raw": raw}
 
 
+def retime(model: str = "mnist-ldm", batch: int = 256, repeats: int = 7, calib_n: int = 32,
+           iters: int = 20) -> dict[str, Any]:
+    """Throughput at one batch size with the three variants timed in turn, call by call (eager fp32, compiled fp32,
+    int8), so a change of the machine's load during the run hits all three alike; medians."""
+    import torch._inductor.config as inductor_config
+
+    from ..quant.recon import ReconConfig
+
+    den = load(model)
+    g = float(manifest(model).get("guidance", 2.0))
+    rec = den.config.get("sampler") or {}
+    plan = resolve_plan(rec.get("plan", "dpm_solver_pp_2m"), den, rec.get("nfe", 10), rec.get("grid", "logsnr"))
+    q = quantize(den, "w8a8", "tfmq", plan=plan, calib_n=calib_n, labels=torch.arange(calib_n) % 10, guidance=g,
+                 recon=ReconConfig(iters=iters))
+    unet = den.den.net.eval()
+    inductor_config.freezing = True
+    gm, _ = quantize_pt2e(q, batch=batch)
+    fns = {"eager_fp32_s": unet, "compiled_fp32_s": torch.compile(copy.deepcopy(unet)),
+           "int8_s": Int8Net({batch: torch.compile(gm)}, null_label(q), 0)}
+    args = (torch.randn(batch, *den.shape), torch.full((batch,), 0.5), torch.arange(batch) % 10)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    with torch.no_grad():
+        for f in fns.values():
+            for _ in range(2):
+                f(*args)
+        for _ in range(repeats):
+            for k, f in fns.items():
+                t = time.perf_counter()
+                f(*args)
+                times[k].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"batch": batch, "repeats": repeats, "median": med, "times": times}
+
+
 def main(out: str) -> None:
     """Run the int8 part alone, writing its JSON after every stage (merged into bench-results/quant.json by
     `fewstep bench quant --no-sim --int8-json OUT`)."""
@@ -151,4 +185,8 @@ def main(out: str) -> None:
 if __name__ == "__main__":
     import sys
 
-    main(sys.argv[1])
+    if sys.argv[1:2] == ["--retime"]:
+        torch.set_num_threads(1)
+        _write(sys.argv[2], retime())
+    else:
+        main(sys.argv[1])
