@@ -54,8 +54,9 @@ def quant(n: int, calib_n: int, iters: int, act_iters: int, recon_n: int, bits: 
         payload = {k: v for k, v in old.items() if k != "meta"}
         payload["raw"].setdefault("sim_meta", old.get("meta"))  # the command that measured the simulated part
         payload["summary"] = [s for s in payload["summary"] if not s.startswith("Simulated part measured by")]
-        payload["summary"].insert(1, f"Simulated part measured by `{old.get('meta', {}).get('command')}` (commit "
-                                     f"{old.get('meta', {}).get('commit')}); the int8 part by the command above.")
+        sim_meta = payload["raw"]["sim_meta"] or {}
+        payload["summary"].insert(1, f"Simulated part measured by `{sim_meta.get('command')}` (commit "
+                                     f"{sim_meta.get('commit')}); the int8 part as its lines say.")
         payload["tables"] = [t for t in payload["tables"] if t.get("part") != "int8"]
         payload["summary"] = [s for s in payload["summary"] if not s.startswith(("Real int8", "FD (mnist"))]
     extra = None
