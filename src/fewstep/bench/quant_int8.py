@@ -187,6 +187,7 @@ if __name__ == "__main__":
 
     if sys.argv[1:2] == ["--retime"]:
         torch.set_num_threads(1)
-        _write(sys.argv[2], retime())
+        _write(sys.argv[2], retime(batch=int(sys.argv[3]) if len(sys.argv) > 3 else 256,
+                                   repeats=int(sys.argv[4]) if len(sys.argv) > 4 else 7))
     else:
         main(sys.argv[1])
