@@ -41,7 +41,8 @@ KINDS: dict[str, Kind] = {}
 SAMPLERS = ("plan", "renoise")
 # kinds a method registers in its own module, imported the first time a checkpoint names them (methods sit above
 # this layer, so nothing here imports them eagerly)
-PLUGINS: dict[str, str] = {"lcm_lora": "fewstep.distill.lcm_lora", "ufogen": "fewstep.distill.ufogen_kind"}
+PLUGINS: dict[str, str] = {"lcm_lora": "fewstep.distill.lcm_lora", "ufogen": "fewstep.distill.ufogen_kind",
+                        "quantized": "fewstep.quant.api", "quantized-consistency": "fewstep.quant.api"}
 
 
 def register(kind: Kind) -> Kind:

@@ -20,7 +20,7 @@ RUNS_MODELS = {"train", "sample", "eval", "search", "distill consistency", "dist
                "bench foundation", "bench solvers", "bench search", "bench consistency", "bench compile", "bench all",
                "zoo evaluate", "bench latent", "latent train-ae", "latent train-ldm", "distill lcm",
                "distill lcm-times", "bench lcm", "distill ufogen", "bench ufogen",
-               "bench boundary"}
+               "bench boundary", "quantize", "bench quant"}
 # report numbers, run no model of the user's: zoo/plan listings, FD floors of real data, and the classifiers' own
 # recorded recipes (their seed is part of the recipe)
 REPORTS = {"zoo list", "plans list", "metrics floor", "metrics train-classifier"}

@@ -74,6 +74,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "boundary": "BoundaryDiffusion (Zhu et al., NeurIPS 2023): learning-free editing of a frozen model, a linear "
                     "boundary at the mixing step crossed in one step."}, cpu_only=True,
               demo="fewstep.bench.boundary:demo_section"),
+    Benchmark("quant", "fewstep.cli.bench_quant:quant",
+              "TFMQ-DM vs Q-Diffusion post-training quantization; real int8 on the CPU.", papers={
+        "quantized": "TFMQ-DM (Huang et al., CVPR 2024): post-training quantization that keeps the temporal features "
+                     "(TIAR, per-step activation parameters, the journal version's temporal cache)."},
+              cpu_only=True, demo="fewstep.bench.quant:demo_section"),
     Benchmark("compile", "fewstep.cli.bench_compile:compile_",
               "torch.compile vs eager sampling speed of the shipped teacher (one run)."),
     Benchmark("bridge"),

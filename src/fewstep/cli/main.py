@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "plans": "fewstep.cli.plans:plans",
     "metrics": "fewstep.cli.metrics:metrics",
     "latent": "fewstep.cli.latent:latent",
+    "quantize": "fewstep.cli.quantize:quantize",
 }
 
 HELP = {
@@ -37,6 +38,7 @@ HELP = {
     "zoo": "List, evaluate or rebuild the shipped models and plans from their recorded commands.",
     "plans": "List the solver plan constructors, sigma grids and shipped searched plans.",
     "metrics": "Retrain the shipped feature classifiers; print FD noise floors.",
+    "quantize": "Post-training quantization (TFMQ-DM, Q-Diffusion baseline) to a quantized model.",
     "latent": "Train the latent stack: a KL autoencoder and a class-conditional latent teacher (diffusers).",
 }
 
