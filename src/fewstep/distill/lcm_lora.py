@@ -20,7 +20,7 @@ from ..kinds import load as load_checkpoint
 from ..latent.denoiser import LatentDenoiser
 from ..latent.teacher import LOSS_KWARGS
 from ..nets.diffusers_unet import UNetNet
-from ..nets.lora import LoRANet, load_adapter, merged, save_adapter
+from ..nets.lora import ADAPTER_CONFIG, TARGETS, LoRANet, load_adapter, merged, save_adapter
 from ..precond import Preconditioned, consistency
 from ..train.loop import train
 from ..zoo.lookup import resolve
@@ -53,7 +53,11 @@ def apply(teacher: Any, adapter: str | Path, meta: dict[str, Any] | None = None)
     adapter = Path(adapter)
     meta = meta or json.loads((adapter / META).read_text())
     unet = load_adapter(copy.deepcopy(unet_of(teacher)).float(), adapter)
-    net = LoRANet(UNetNet(unet, null_label=null_label(teacher)), 1, guidance=float(meta["guidance"]), injected=True)
+    saved = json.loads((adapter / ADAPTER_CONFIG).read_text())
+    targets = next((k for k, v in TARGETS.items() if sorted(v) == sorted(saved.get("target_modules") or [])),
+                   "attn+conv")
+    net = LoRANet(UNetNet(unet, null_label=null_label(teacher)), int(saved["r"]), targets,
+                  guidance=float(meta["guidance"]), injected=True)
     den = Preconditioned(net, consistency(float(meta["sigma_min"]), float(meta["sigma_data"])),
                          float(meta["sigma_min"]), float(meta["sigma_max"]), tuple(teacher.shape))
     out = LatentDenoiser(den.eval().requires_grad_(False), teacher.autoencoder)
