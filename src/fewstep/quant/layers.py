@@ -52,6 +52,7 @@ class QLayer(nn.Module):
 
     def op(self, x: Tensor, w: Tensor) -> Tensor:
         m = self.org
+        x = x.to(w.dtype)  # activation quantizers keep float32 parameters; a half-precision model computes in half
         if isinstance(m, nn.Linear):
             return F.linear(x, w, m.bias)
         return F.conv2d(x, w, m.bias, m.stride, m.padding, m.dilation, m.groups)

@@ -22,10 +22,14 @@ def _best_by_nfe(rows: list[Any]) -> Table:
     return Table(["NFE", "best hand-made solver (FD)", *methods], out, "Best FD-digits per NFE (lower is better)")
 
 
+LATENT_DATA = "mnist5k"  # the data set of the demo's latent teacher (mnist-ldm)
+
+
 def _latent_table(rows: list[Any], floor: float) -> Table:
     return Table(["sampler", "NFE", "FD", "FD / floor", "accuracy", "images/s"],
                  [[r.method, r.nfe, r.fd, r.fd_over_floor, r.accuracy, r.images_per_s] for r in rows],
-                 f"Latent teacher, 28x28 MNIST decoded (FD on the MNIST classifier; noise floor {floor:.3g})")
+                 f"Latent models, 28x28 MNIST decoded: the teacher mnist-ldm and its students (FD on the MNIST classifier; "
+                 f"noise floor {floor:.3g})")
 
 
 def _section_table(m: Any) -> Table:
@@ -52,6 +56,8 @@ def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, 
           "rows of one run, not numbers across runs."
         + "\n\nImages/s is wall time on this machine, with other work possibly running: read it as a ratio "
           "between rows of this run, not as an absolute speed.")
+    # methods on the latent teacher's data join its table on the front page (same noise floor)
+    latent_methods = [r for m in methods or [] if m.dataset == LATENT_DATA for r in m.rows] if latent else []
     table = Table(["method", "family", "NFE", "FD", "FD / floor", "confidence", "images/s"],
                   [[r.method, r.family, r.nfe, r.fd, r.fd_over_floor, r.confidence, r.images_per_s] for r in rows],
                   "Every run")
@@ -59,7 +65,8 @@ def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, 
         Section("Quality against cost", "Each curve is one method at growing NFE. Solid lines are fewstep's own "
                 "methods (searched plans, consistency students); dashed lines the hand-made solvers.",
                 images=[(plot, "FD-digits against network evaluations")],
-                tables=[_best_by_nfe(rows)] + ([_latent_table(latent, latent_floor)] if latent else []) + [table]),
+                tables=[_best_by_nfe(rows)] + ([_latent_table(latent + latent_methods, latent_floor)] if latent else [])
+                + [table]),
     ]
     solver_imgs = [(r.grid, f"{r.method}, {r.nfe} NFE, FD {r.fd:.3g}") for r in rows
                    if r.grid and r.family != "consistency"]
@@ -78,7 +85,7 @@ def build(rows: list[Any], edits: list[dict[str, Any]], floor: float, cfg: Any, 
             "uses the same latent noise and labels (0-9 in turn) at the teacher's recorded guidance scale.",
             images=[(r.grid, f"{r.method}, {r.nfe} NFE, FD {r.fd:.3g}, accuracy {r.accuracy:.2f}") for r in latent]))
     for m in methods or []:  # each method's own section (fewstep.report.rows.DemoSection)
-        tables = [] if m.dataset == "digits" else [_section_table(m)]
+        tables = [] if m.dataset == "digits" or (latent and m.dataset == LATENT_DATA) else [_section_table(m)]
         sections.append(Section(m.title, m.text, images=m.images, tables=tables + list(m.tables)))
     if edits:
         sections.append(Section(
