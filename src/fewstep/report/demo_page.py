@@ -28,7 +28,8 @@ LATENT_DATA = "mnist5k"  # the data set of the demo's latent teacher (mnist-ldm)
 def _latent_table(rows: list[Any], floor: float) -> Table:
     return Table(["sampler", "NFE", "FD", "FD / floor", "accuracy", "images/s"],
                  [[r.method, r.nfe, r.fd, r.fd_over_floor, r.accuracy, r.images_per_s] for r in rows],
-                 f"Latent models, 28x28 MNIST decoded: the teacher mnist-ldm and its students (FD on the MNIST classifier; "
+                 f"Latent models, 28x28 MNIST decoded: the teacher mnist-ldm and its students (FD on the MNIST "
+                 "classifier; "
                  f"noise floor {floor:.3g})")
 
 
