@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/fewstep demo
 
-test: $(STAMP)               # the whole suite, slow-marked tests included (~3 min on 2 cores)
+test: $(STAMP)               # the whole suite, slow-marked tests included (~6 min on 2 cores)
 	$(PY) -m pytest -q tests
 
 test-fast: $(STAMP)          # skip the tests marked slow
