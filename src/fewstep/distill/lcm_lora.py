@@ -20,7 +20,7 @@ from ..kinds import load as load_checkpoint
 from ..latent.denoiser import LatentDenoiser
 from ..latent.teacher import LOSS_KWARGS
 from ..nets.diffusers_unet import UNetNet
-from ..nets.lora import ADAPTER_CONFIG, TARGETS, LoRANet, load_adapter, merged, save_adapter
+from ..nets.lora import LoRANet, load_adapter, merged_state, save_adapter
 from ..precond import Preconditioned, consistency
 from ..train.loop import train
 from ..zoo.lookup import resolve
@@ -52,12 +52,9 @@ def apply(teacher: Any, adapter: str | Path, meta: dict[str, Any] | None = None)
     of the teacher's UNet gets the adapters, the consistency boundary preconditioning of the distillation."""
     adapter = Path(adapter)
     meta = meta or json.loads((adapter / META).read_text())
-    unet = load_adapter(copy.deepcopy(unet_of(teacher)).float(), adapter)
-    saved = json.loads((adapter / ADAPTER_CONFIG).read_text())
-    targets = next((k for k, v in TARGETS.items() if sorted(v) == sorted(saved.get("target_modules") or [])),
-                   "attn+conv")
-    net = LoRANet(UNetNet(unet, null_label=null_label(teacher)), int(saved["r"]), targets,
-                  guidance=float(meta["guidance"]), injected=True)
+    unet = copy.deepcopy(unet_of(teacher)).float()
+    config = load_adapter(unet, adapter)
+    net = LoRANet(UNetNet(unet, null_label=null_label(teacher)), guidance=float(meta["guidance"]), loaded=config)
     den = Preconditioned(net, consistency(float(meta["sigma_min"]), float(meta["sigma_data"])),
                          float(meta["sigma_min"]), float(meta["sigma_max"]), tuple(teacher.shape))
     out = LatentDenoiser(den.eval().requires_grad_(False), teacher.autoencoder)
@@ -105,6 +102,6 @@ def with_adapter_merged(teacher: Any, adapted: Any, scale: float = 1.0) -> Any:
     LoRA student) merged into its weights: the fine-tuned teacher as a plain diffusers UNet."""
     out = copy.deepcopy(teacher)
     plain = unet_of(out)
-    new = merged(adapted.den.net.inner.unet, plain, scale)
-    plain.load_state_dict({k: v.to(next(plain.parameters()).dtype) for k, v in new.state_dict().items()})
+    dtype = next(plain.parameters()).dtype
+    plain.load_state_dict({k: v.to(dtype) for k, v in merged_state(adapted.den.net.inner.unet, scale).items()})
     return out

@@ -61,8 +61,9 @@ def save_adapter(unet: nn.Module, config: Any, folder: str | Path, dtype: torch.
     return folder
 
 
-def load_adapter(unet: nn.Module, folder: str | Path) -> nn.Module:
-    """Inject the adapters saved in `folder` into `unet` (a copy of the teacher's UNet) and load their weights."""
+def load_adapter(unet: nn.Module, folder: str | Path) -> Any:
+    """Inject the adapters saved in `folder` into `unet` (a copy of the teacher's UNet) and load their weights;
+    returns their peft LoraConfig."""
     from peft import LoraConfig, set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -75,19 +76,21 @@ def load_adapter(unet: nn.Module, folder: str | Path) -> nn.Module:
     result = set_peft_model_state_dict(unet, weights)
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"the adapter in {folder} does not fit this UNet: {result.unexpected_keys[:3]}")
-    return unet
+    return config
 
 
 class LoRANet(nn.Module):
     """F(x_in, c_noise, cond) = inner with LoRA adapters on its UNet; cond {"y", "w"} must carry the guidance the
     adapters were distilled at (or no w)."""
 
-    def __init__(self, inner: nn.Module, rank: int, targets: str = "attn+conv", guidance: float = 1.0,
-                 injected: bool = False) -> None:
+    def __init__(self, inner: nn.Module, rank: int = 4, targets: str = "attn+conv", guidance: float = 1.0,
+                 loaded: Any = None) -> None:
         super().__init__()
         self.inner, self.guidance = inner, float(guidance)
-        self.lora = lora_config(rank, targets)
-        if not injected:  # `injected`: inner's UNet already carries loaded adapters (load_adapter)
+        if loaded is not None:  # inner's UNet already carries adapters (load_adapter's LoraConfig)
+            self.lora = loaded
+        else:
+            self.lora = lora_config(rank, targets)
             inject(inner.unet, self.lora)
 
     def forward(self, x_in: Tensor, c_noise: Tensor, cond: Any = None) -> Tensor:
@@ -98,9 +101,9 @@ class LoRANet(nn.Module):
         return self.inner(x_in, c_noise, y)
 
 
-def merged(unet: nn.Module, plain: nn.Module, scale: float = 1.0) -> nn.Module:
-    """`plain` (a copy of the UNet without adapters) with `scale` times the adapters of `unet` added to its
-    weights: W + scale * Delta W (peft's merge on a copy), e.g. a LoRA fine-tune turned into a plain teacher."""
+def merged_state(unet: nn.Module, scale: float = 1.0) -> dict[str, Tensor]:
+    """The state dict of `unet` without adapters, `scale` times their update added to its weights: W + scale *
+    Delta W (peft's merge, on a copy), e.g. a LoRA fine-tune turned into plain teacher weights."""
     from peft.tuners.lora import LoraLayer
 
     work = copy.deepcopy(unet)
@@ -109,7 +112,4 @@ def merged(unet: nn.Module, plain: nn.Module, scale: float = 1.0) -> nn.Module:
             for name in list(m.scaling):
                 m.scaling[name] *= float(scale)
             m.merge()
-    state = {k.replace(".base_layer.", "."): v for k, v in work.state_dict().items() if "lora_" not in k}
-    out = copy.deepcopy(plain)
-    out.load_state_dict(state)
-    return out
+    return {k.replace(".base_layer.", "."): v for k, v in work.state_dict().items() if "lora_" not in k}
