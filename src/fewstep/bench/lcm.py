@@ -16,7 +16,7 @@ from .. import zoo
 from ..data.sets import ImageData
 from ..distill import lcm_lora
 from ..guidance import CFG
-from ..io import save_grid
+from ..io import load_model, save_grid
 from ..latent.denoiser import LatentDenoiser
 from ..metrics import confidence, noise_floor
 from ..metrics.frechet import fd_between, features, stats_of
@@ -141,11 +141,7 @@ def style_study(teacher: Any, adapter: str | Path, dataset: str, rank: int, step
 def _style_model(path: Path, teacher: Any) -> Any:
     """The style LoRA checkpoint as a latent denoiser (its config names no autoencoder file: borrow the
     teacher's)."""
-    from ..io import build_denoiser, load_state, read_config
-
-    config = read_config(path)
-    den = build_denoiser({**config, "kind": "denoiser"}, load_state(path)).eval().requires_grad_(False)
-    return LatentDenoiser(den, teacher.autoencoder)
+    return LatentDenoiser(load_model(path), teacher.autoencoder)
 
 
 @torch.no_grad()

@@ -47,6 +47,7 @@ def lcm(student: str, lora: str, teacher: str, n: int, scales: str, main_w: floa
     from ..bench import lcm as B
     from ..bench.common import write_result
     from ..bench.strict_json import dumps
+    from ..solvers.renoise import geometric_sigmas
     from ..zoo import lookup
 
     torch.set_num_threads(threads)
@@ -66,14 +67,11 @@ def lcm(student: str, lora: str, teacher: str, n: int, scales: str, main_w: floa
         for k in sweep:
             if (k, w) not in done:
                 rows.append(B.student_row(st, student, dataset, k, w, n, seed))
-    recorded = (lookup.manifest(student).get("sampler") or {}) if student in lookup.names() else {}
-    for k in sorted(int(v) for v in (recorded.get("sigmas") or {})):  # the searched times against geometric ones
-        from ..solvers.renoise import geometric_sigmas
-
-        geo = geometric_sigmas(k, float(st.sigma_min), float(st.sigma_max))
-        rows.append({**B.student_row(st, student, dataset, k, main_w, n, seed, sigmas=geo),
+    manifest = lookup.manifest(student) if student in lookup.names() else {}
+    for k in sorted(int(v) for v in ((manifest.get("sampler") or {}).get("sigmas") or {})):
+        geo = geometric_sigmas(k, float(st.sigma_min), float(st.sigma_max))  # the searched times against these
+        rows.append({**B.student_row(st, f"{student} geometric", dataset, k, main_w, n, seed, sigmas=geo),
                      "sampler": "lcm (geometric times)"})
-        rows[-1]["model"] = f"{student} geometric"
     for mid, k in ((1.0, 2), (2.5, 2), (1.0, 3)):  # hybrid: one LCM step, then the teacher's solver
         rows.append(B.hybrid_row(st, t, dataset, mid, k, main_w, n, seed))
     lora_info = _lora(lora, t, dataset, n, seed, rows, anchor, device)
@@ -87,7 +85,6 @@ def lcm(student: str, lora: str, teacher: str, n: int, scales: str, main_w: floa
     for r in rows:
         r["fd_over_teacher"] = r["fd"] / anchor[r["guidance"]]
         r["accuracy_minus_teacher"] = r["accuracy"] - acc_anchor[r["guidance"]]
-    manifest = lookup.manifest(student) if student in lookup.names() else {}
     plots = _plots(rows, manifest, name, main_w, st, t, seed)
     summary = _summary(rows, anchor, main_w, curve_steps, ws, sweep, student, teacher, manifest, lora_info)
     if style:
