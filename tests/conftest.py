@@ -33,3 +33,21 @@ def spawn_ranks(tmp_path):
                 raise
 
     return run
+
+
+def _blob_images(n: int = 48):
+    """n 28x28 'digits': blobs at a class-dependent place (labelled, 3 classes), in [-1, 1]."""
+    from fewstep.data.sets import ImageData
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 3
+    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    cx = 7 + 7 * y.float() + torch.rand(n, generator=g)
+    img = torch.exp(-((xx - cx[:, None, None]) ** 2 + (yy - 14) ** 2) / 18)
+    return ImageData("blobs", (img[:, None] * 2 - 1).clamp(-1, 1), y, 3)
+
+
+@pytest.fixture(scope="session")
+def blob_images():
+    """A maker of tiny labelled 28x28 image sets for the latent stack's tests: blob_images(n)."""
+    return _blob_images

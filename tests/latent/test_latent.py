@@ -14,7 +14,6 @@ import torch.nn.functional as F
 import fewstep as fs
 from fewstep.bench.latent import edm_diffusers_loop
 from fewstep.cli.main import main
-from fewstep.data.sets import ImageData
 from fewstep.latent import train_ae
 from fewstep.latent.autoencoder import KLAutoencoder
 from fewstep.latent.config import AEConfig, LDMConfig
@@ -31,20 +30,10 @@ LDM = LDMConfig(unet_channels="16,32", attention_head_dim=8)
 RUN = TrainConfig(steps=3, batch=16, warmup=1, ckpt_every=3, label_dropout=0.5, progress=False)
 
 
-def _images(n: int = 48) -> ImageData:
-    """n 28x28 'digits': blobs at a class-dependent place (labelled), in [-1, 1]."""
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(n) % 3
-    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
-    cx = 7 + 7 * y.float() + torch.rand(n, generator=g)
-    img = torch.exp(-((xx - cx[:, None, None]) ** 2 + (yy - 14) ** 2) / 18)
-    return ImageData("blobs", (img[:, None] * 2 - 1).clamp(-1, 1), y, 3)
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, blob_images):
     root = tmp_path_factory.mktemp("latent")
-    data = _images()
+    data = blob_images(48)
     ae = train_autoencoder(data, AE, root / "ae", progress=False)
     den = train_teacher(root / "ae", data, LDM, RUN, root / "ldm")
     return root, data, ae, den
@@ -67,8 +56,8 @@ def test_autoencoder_shapes_standardisation_and_diffusers_view(stack):
         fs.generate(loaded, 2)
 
 
-def test_autoencoder_resume_after_a_kill_is_bitwise(tmp_path, monkeypatch):
-    data = _images(32)
+def test_autoencoder_resume_after_a_kill_is_bitwise(tmp_path, monkeypatch, blob_images):
+    data = blob_images(32)
     cfg = dataclasses.replace(AE, steps=4, ckpt_every=2)
     full = train_autoencoder(data, cfg, tmp_path / "full", progress=False)
     calls, real = [0], train_ae.ae_loss

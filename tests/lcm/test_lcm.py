@@ -36,19 +36,10 @@ TINY = LCMConfig(N=12, skip=2, w_min=1.0, w_max=3.0)
 STEPS = TrainConfig(steps=4, batch=8, lr=1e-3, warmup=1, ckpt_every=2, progress=False)
 
 
-def _images(n: int = 32) -> ImageData:
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(n) % 3
-    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
-    cx = 7 + 7 * y.float() + torch.rand(n, generator=g)
-    img = torch.exp(-((xx - cx[:, None, None]) ** 2 + (yy - 14) ** 2) / 18)
-    return ImageData("blobs", (img[:, None] * 2 - 1).clamp(-1, 1), y, 3)
-
-
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
+def teacher(tmp_path_factory, blob_images):
     root = tmp_path_factory.mktemp("lcm")
-    data = _images()
+    data = blob_images(32)
     train_autoencoder(data, AE, root / "ae", progress=False)
     train_teacher(root / "ae", data, LDM, RUN, root / "ldm")
     return root, data, load_stack(root / "ldm")
