@@ -121,8 +121,8 @@ def _beta(cfg: ReconConfig, i: int) -> float | None:
 
 
 def adaround(layers: list[QLayer], forward: Any, n: int, cfg: ReconConfig, seed: int) -> float:
-    """Learn the rounding of `layers` so that forward(idx) (a prediction and its target) match; hard rounding after.
-    Returns the final reconstruction loss."""
+    """Learn the rounding of `layers` so that forward(idx) (a prediction and its target, or lists of them whose
+    losses add up) match; hard rounding after. Returns the final reconstruction loss."""
     trainable = [la for la in layers if la.use_w and la.wq is not None]
     if not trainable:
         return float("nan")
@@ -134,7 +134,8 @@ def adaround(layers: list[QLayer], forward: Any, n: int, cfg: ReconConfig, seed:
     for i in range(cfg.iters):
         idx = torch.randint(n, (min(cfg.batch, n),), generator=g)
         pred, tgt = forward(idx)
-        loss = rec_loss(pred, tgt)
+        loss = (sum(rec_loss(a, b) for a, b in zip(pred, tgt, strict=True)) if isinstance(pred, list)
+                else rec_loss(pred, tgt))
         beta = _beta(cfg, i)
         total = loss if beta is None else loss + cfg.weight * sum(la.wq.round_loss(beta) for la in trainable)
         opt.zero_grad()
@@ -158,7 +159,8 @@ def learn_act_steps(layers: list[QLayer], forward: Any, n: int, cfg: ReconConfig
     for _ in range(cfg.act_iters):
         idx = torch.randint(n, (min(cfg.batch, n),), generator=g)
         pred, tgt = forward(idx)
-        loss = rec_loss(pred, tgt)
+        loss = (sum(rec_loss(a, b) for a, b in zip(pred, tgt, strict=True)) if isinstance(pred, list)
+                else rec_loss(pred, tgt))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -210,25 +212,7 @@ def tiar(q: QuantizedDenoiser, fp: nn.Module, c: Calib, cfg: ReconConfig, seed: 
     def run(idx: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         return features(q.den, sig[idx], None if labels is None else labels[idx], len(idx)), [t[idx] for t in tgt]
 
-    trainable = [la for la in layers if la.use_w and la.wq is not None]
-    for la in trainable:
-        la.wq.init_adaround(la.org.weight)
-    opt = torch.optim.Adam([la.wq.alpha for la in trainable], lr=cfg.lr)
-    g = torch.Generator().manual_seed(seed)
-    loss = torch.tensor(float("nan"))
-    for i in range(cfg.iters):
-        idx = torch.randint(n, (min(cfg.batch, n),), generator=g)
-        pred, t = run(idx)
-        loss = sum(rec_loss(a, b) for a, b in zip(pred, t, strict=True))
-        beta = _beta(cfg, i)
-        total = loss if beta is None else loss + cfg.weight * sum(la.wq.round_loss(beta) for la in trainable)
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-    for la in trainable:
-        la.wq.soft = False
-        la.wq.alpha.requires_grad_(False)
-    return float(loss.detach())
+    return adaround(layers, run, n, cfg, seed)
 
 
 @torch.no_grad()
