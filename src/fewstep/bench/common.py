@@ -104,3 +104,13 @@ def regenerate(out: str | os.PathLike | None = None) -> Path:
             parts.append(f"## {f.stem}\n\n(unreadable result file: {e})\n")
     target = Path(out) if out else RESULTS_DIR.parent / "BENCHMARKS.md"
     return atomic_write_text(target, "\n".join(parts))
+
+
+def tables_text(payload: dict[str, Any]) -> str:
+    """A result's tables as plain text lines (title, then one `a | b | ...` line per row, floats to 4 digits): what
+    a benchmark prints without --json."""
+    lines = []
+    for t in payload["tables"]:
+        lines.append(t["title"])
+        lines += ["  " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) for row in t["rows"]]
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 import torch
 
-from ..bench.common import write_result
+from ..bench.common import tables_text, write_result
 from ..bench.consistency import run
 from ..bench.strict_json import dumps
 from ..recipes.consistency import RECIPES, train_recipe
@@ -52,8 +52,5 @@ def consistency(cd: str, ict: str, teacher: str, n: int, search_n: int, train_mo
     if as_json:
         click.echo(dumps(payload, indent=1))
     else:
-        for t in payload["tables"]:
-            click.echo(t["title"])
-            for row in t["rows"]:
-                click.echo("  " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+        click.echo(tables_text(payload))
         click.echo(f"wrote {path}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 import torch
 
-from ..bench.common import write_result
+from ..bench.common import tables_text, write_result
 from ..bench.strict_json import dumps
 from ..bench.ufogen import ABLATION_FILE, run
 from .options import common, cpu_only, json_option
@@ -46,8 +46,5 @@ def ufogen(model: str, cd: str, ict: str, teacher: str, n: int, retrain: bool, a
     if as_json:
         click.echo(dumps(payload, indent=1))
     else:
-        for t in payload["tables"]:
-            click.echo(t["title"])
-            for row in t["rows"]:
-                click.echo("  " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+        click.echo(tables_text(payload))
         click.echo(f"wrote {path}")
