@@ -80,14 +80,17 @@ def x0(c_noise: SigmaFn = _log_sigma_over_4) -> Precond:
     )
 
 
-def flow(c_noise: SigmaFn = lambda s: s / (1 + s)) -> Precond:
-    """Rectified-flow velocity v = n - x0 on x_t = (1-t) x0 + t n, t = sigma / (1 + sigma) (Liu et al. 2023)."""
+def flow(c_noise: SigmaFn | None = None, time_scale: float = 1.0) -> Precond:
+    """Rectified-flow velocity v = n - x0 on x_t = (1-t) x0 + t n, t = sigma / (1 + sigma) (Liu et al. 2023);
+    the network sees c_noise = time_scale * t (diffusers' flow models: 1000 t) unless c_noise is given."""
+    fn = c_noise if c_noise is not None else (lambda s: time_scale * s / (1 + s))
     return Precond(
         c_skip=lambda s: 1 / (1 + s),
         c_out=lambda s: -s / (1 + s),
         c_in=lambda s: 1 / (1 + s),
-        c_noise=c_noise,
+        c_noise=fn,
         name="flow",
+        kwargs={} if c_noise is not None else {"time_scale": time_scale},
     )
 
 

@@ -87,3 +87,34 @@ def train_ldm(ctx: click.Context, **o: Any) -> None:
                         device=o["device"], command=command, overwrite=o["overwrite"] or o["resume"])
     click.echo(json.dumps({"out": o["out"], "params": sum(p.numel() for p in den.parameters())},
                           indent=2 if o["as_json"] else None))
+
+
+@latent.command("train-lfm", context_settings={"show_default": True})
+@click.option("--data", "data_name", default="mnist5k", help="data set (its train split, with labels)")
+@click.option("--ae", "ae_folder", required=True, type=click.Path(file_okay=False, exists=True),
+              help="the autoencoder's diffusers folder (fewstep latent train-ae)")
+@click.option("--coupling", default="independent", type=click.Choice(["independent", "ot"]),
+              help="pairing of data and noise per batch: independent, or exact minibatch optimal transport (POT)")
+@config_options(LDMConfig, "unet_channels", "layers_per_block", "attention_head_dim")
+@config_options(TrainConfig, "label_dropout", label_dropout=0.2)
+@run_options(steps=1200, lr=1e-3, warmup=100, ema_decay=0.999, ckpt_every=200, out_help="output diffusers folder")
+@common
+@json_option
+@click.pass_context
+def train_lfm(ctx: click.Context, **o: Any) -> None:
+    """Train a class-conditional latent flow-matching model (Dao et al. 2023) and write the diffusers folder."""
+    import torch
+
+    from .. import data as fsdata
+    from ..latent.teacher import train_teacher
+
+    _check_out(o["out"], o["resume"], o["overwrite"])
+    torch.set_num_threads(o["threads"] or 1)
+    run = run_config(o, label_dropout=o["label_dropout"])
+    cfg = LDMConfig(o["unet_channels"], o["layers_per_block"], o["attention_head_dim"])
+    command = recorded_command(ctx, ["fewstep", "latent", "train-lfm"])
+    den = train_teacher(o["ae_folder"], fsdata.get(o["data_name"], "train"), cfg, run, o["out"], resume=o["resume"],
+                        device=o["device"], command=command, overwrite=o["overwrite"] or o["resume"],
+                        objective="flow", coupling=o["coupling"])
+    click.echo(json.dumps({"out": o["out"], "params": sum(p.numel() for p in den.parameters())},
+                          indent=2 if o["as_json"] else None))

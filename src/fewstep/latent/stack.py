@@ -28,8 +28,14 @@ def encode_dataset(ae: KLAutoencoder, data: ImageData, batch: int = 500) -> Imag
 
 
 def scheduler_config(den: nn.Module) -> dict[str, Any]:
-    """The EDMEulerScheduler config matching a fewstep EDM-preconditioned denoiser (its sigma range, sigma_data)."""
+    """The EDMEulerScheduler config matching a fewstep EDM-preconditioned denoiser (its sigma range, sigma_data), or
+    FlowMatchEulerDiscreteScheduler's for a velocity model (precond.flow with time_scale 1000: timestep = 1000 t)."""
     pc = den.config["precond"]
+    if pc["name"] == "flow":
+        if float(pc["kwargs"].get("time_scale", 1.0)) != 1000.0:
+            raise ValueError("a diffusers flow scheduler needs the velocity precond with time_scale=1000 (timestep "
+                             f"= 1000 t), got {pc['kwargs']}")
+        return {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0}
     if pc["name"] != "edm":
         raise ValueError(f"the diffusers EDM schedulers need an EDM-preconditioned denoiser, got {pc['name']!r}")
     return {"_class_name": "EDMEulerScheduler", "sigma_min": float(den.sigma_min), "sigma_max": float(den.sigma_max),
@@ -41,7 +47,7 @@ def save_stack(folder: str | os.PathLike, den: nn.Module, ae: KLAutoencoder | st
                meta: dict[str, Any], dtype: torch.dtype | None = torch.float16, overwrite: bool = False) -> Path:
     """Write a trained fewstep latent teacher (a Preconditioned DiffusersUNet2D, EDM precond) and its autoencoder
     (object or folder) as one diffusers folder; weights stored in `dtype` (16-bit by default)."""
-    from diffusers import EDMEulerScheduler
+    import diffusers
 
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()) and not overwrite:
@@ -57,8 +63,8 @@ def save_stack(folder: str | os.PathLike, den: nn.Module, ae: KLAutoencoder | st
     else:
         shutil.copytree(Path(ae), tmp / "vae")
     sched = scheduler_config(den)
-    EDMEulerScheduler(**{k: v for k, v in sched.items() if not k.startswith("_")}).save_pretrained(
-        str(tmp / "scheduler"))
+    scheduler_class = getattr(diffusers, sched["_class_name"])
+    scheduler_class(**{k: v for k, v in sched.items() if not k.startswith("_")}).save_pretrained(str(tmp / "scheduler"))
     classes = int(den.config["net"]["kwargs"].get("num_classes", 0))
     (tmp / META).write_text(json.dumps({"kind": "latent_denoiser", "num_classes": classes, **meta}, indent=2,
                                        sort_keys=True) + "\n")

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-LOSS_NAMES = ("edm", "vp")  # fewstep.train.losses.LOSSES's keys (a test keeps them equal)
+LOSS_NAMES = ("edm", "vp", "flow")  # fewstep.train.losses.LOSSES's keys (a test keeps them equal)
 
 
 def option(default: Any = None, help: str = "", *, factory: Any = None, flag: str | None = None,

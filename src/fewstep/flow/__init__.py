@@ -1,0 +1,3 @@
+"""Latent flow matching (Dao et al. 2023): couplings, the velocity <-> denoiser adapter and the exact-ODE
+reference; the objective is fewstep.train.losses.flow_loss and the model the latent stack's UNet
+(`fewstep latent train-lfm`)."""
