@@ -1,8 +1,9 @@
 """The class-conditional latent teacher (Rombach et al. 2022 with EDM training, Karras et al. 2022): a diffusers
 UNet2DModel on the autoencoder's standardised latents (sigma_data = 1), EDM-preconditioned, with label dropout for
 classifier-free guidance (Ho & Salimans 2022), trained by fewstep's loop and written as a diffusers folder.
-objective="flow" trains the same UNet as a latent flow-matching velocity model instead (Dao et al. 2023, "Flow Matching in Latent Space"; precond.flow with the
-diffusers timestep 1000 t, so the folder's FlowMatchEulerDiscreteScheduler reads it)."""
+objective="flow" trains the same UNet as a latent flow-matching velocity model instead (Dao et al. 2023, "Flow
+Matching in Latent Space"; precond.flow with the diffusers timestep 1000 t, read by the folder's
+FlowMatchEulerDiscreteScheduler)."""
 
 from __future__ import annotations
 
