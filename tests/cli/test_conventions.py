@@ -18,8 +18,8 @@ from fewstep.cli.main import COMMANDS, cli
 # every leaf command, by what it does; a new command must be put in one of these
 RUNS_MODELS = {"train", "sample", "eval", "search", "distill consistency", "distill dmd", "edit", "demo",
                "bench foundation", "bench solvers", "bench search", "bench consistency", "bench compile", "bench all",
-               "zoo evaluate", "bench latent", "latent train-ae", "latent train-ldm", "distill lcm",
-               "distill lcm-times", "bench lcm", "distill ufogen", "bench ufogen",
+               "zoo evaluate", "bench latent", "latent train-ae", "latent train-ldm", "latent train-lfm", "bench flow",
+               "distill lcm", "distill lcm-times", "bench lcm", "distill ufogen", "bench ufogen",
                "bench boundary", "quantize", "bench quant"}
 # report numbers, run no model of the user's: zoo/plan listings, FD floors of real data, and the classifiers' own
 # recorded recipes (their seed is part of the recipe)

@@ -63,6 +63,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "mnist-lcm": "Latent consistency distillation (Luo et al. 2023): a student of mnist-ldm's classifier-free-"
                      "guided PF-ODE that takes the guidance scale as an input, sampled in 1-8 steps (LCM's multistep "
                      "sampler)."}, demo="fewstep.bench.lcm:demo_section"),
+    Benchmark("flow", "fewstep.cli.bench_flow:flow",
+              "Latent flow matching: dopri5, fewstep plans vs diffusers flow schedulers, OT vs independent.", papers={
+        "mnist-lfm": "Flow matching in latent space (Dao et al. 2023): a class-conditional velocity UNet on mnist-ae's "
+                     "latents (rectified path, Liu et al. 2023), guided by CFG, read as a denoiser by fewstep plans."},
+              demo="fewstep.bench.flow:demo_section"),
     Benchmark("ufogen", "fewstep.cli.bench_ufogen:ufogen",
               "UFOGen one-step diffusion-GAN vs teacher / CD / iCT at 1 step, curve, gap ablation, img2img.", papers={
         "digits-ufogen": "UFOGen (Xu et al., CVPR 2024): a one-step generator initialised from the teacher and "
