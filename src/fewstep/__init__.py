@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "analytic", "bench", "cache", "data", "denoiser", "distill", "edit", "errors", "grids", "io", "kinds", "latent",
     "metrics", "nets", "noise", "plans", "precond", "recipes", "report", "search", "seed", "solvers", "train", "zoo",
-    "bridge", "guidance", "quant",
+    "bridge", "guidance", "quant", "flow",
 }
 _ATTRS = {
     "Denoiser": ("denoiser", "Denoiser"),

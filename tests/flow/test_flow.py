@@ -116,3 +116,16 @@ def test_train_lfm_folder_reproduces_the_trained_velocity_model(tmp_path, blob_i
     y = torch.arange(4)
     for sigma in (0.05, 1.0, 30.0):
         torch.testing.assert_close(den(z, sigma, y), trained(z, sigma, y), rtol=2e-2, atol=2e-2)  # fp16 folder
+
+
+@pytest.mark.skipif("mnist-lfm" not in __import__("fewstep").zoo.names(), reason="mnist-lfm not shipped")
+def test_shipped_mnist_lfm_generates_the_asked_digits():
+    import fewstep as fs
+    from fewstep.metrics import classifier
+
+    y = torch.arange(20) % 10
+    x = fs.generate("mnist-lfm", 20, nfe=5, labels=y, guidance=2.0)
+    assert x.shape == (20, 1, 28, 28) and x.abs().max() <= 1
+    den = fs.zoo.load("mnist-lfm")
+    assert den.den.schedule.is_flow and den.config["train"]["loss"] == "flow"
+    assert (classifier.class_probs(x, "mnist5k").argmax(1) == y).float().mean() >= 0.8
