@@ -71,7 +71,7 @@ def test_every_recorded_metrics_command_names_a_cli_command():
     for name in zoo.names():
         cmd = zoo.manifest(name).get("metrics_command")
         if cmd:
-            assert _resolves(cmd).name in ("evaluate", "latent")  # zoo evaluate, or bench latent for the latent stack
+            assert _resolves(cmd).name in ("evaluate", "latent", "flow")  # zoo evaluate, or the latent stack's benches
     for p in sorted(classifier.FILES.glob("*-classifier.json")):
         cmd = json.loads(p.read_text())["command"]
         assert cmd == classifier.command(json.loads(p.read_text())["data"])
