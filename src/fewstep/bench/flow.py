@@ -22,7 +22,7 @@ from ..seed import noise
 from ..solvers.constructors import get as plan_get
 from ..solvers.engine import sample
 from ..zoo.generate import draw
-from .latent import balanced_labels, score
+from .latent import balanced_labels, guided_unet, score
 
 MODEL = "mnist-lfm"
 PLANS = ("euler", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_bh2", "deis_3", "ipndm")
@@ -67,15 +67,8 @@ def plan_rows(den: Any, name: str, dataset: str, nfe: int, g: float, n: int, see
 def flow_unet_loop(sched: Any, den: Any, z: Tensor, labels: Tensor, g: float, null: int) -> Tensor:
     """diffusers' own loop with a flow scheduler on the velocity UNet (timestep = 1000 t), CFG on the velocity (what
     a diffusers flow pipeline does): the latents at t = 0."""
-    unet = den.den.unet
     for t in sched.timesteps:
-        if g == 1.0:
-            v = unet(z, t, class_labels=labels).sample
-        else:
-            u, c = unet(torch.cat([z, z]), t, class_labels=torch.cat([torch.full_like(labels, null), labels])
-                        ).sample.chunk(2)
-            v = u + g * (c - u)
-        z = sched.step(v, t, z).prev_sample
+        z = sched.step(guided_unet(den.den.unet, z, t, labels, g, null), t, z).prev_sample
     return z
 
 

@@ -70,17 +70,18 @@ def guidance_curve(den: Any, dataset: str, scales: tuple[float, ...], n: int, se
 def edm_diffusers_loop(sched: Any, den: Any, x: Tensor, labels: Tensor, g: float, null: int) -> Tensor:
     """diffusers' own sampling loop with an EDM scheduler on the stack's UNet, with classifier-free guidance on the
     UNet output (what a diffusers pipeline does): the latents at sigma 0."""
-    unet = den.den.unet
     for t in sched.timesteps:
-        inp = sched.scale_model_input(x, t)
-        if g == 1.0:
-            out = unet(inp, t, class_labels=labels).sample
-        else:
-            u, c = unet(torch.cat([inp, inp]), t, class_labels=torch.cat([torch.full_like(labels, null), labels])
-                        ).sample.chunk(2)
-            out = u + g * (c - u)
-        x = sched.step(out, t, x).prev_sample
+        x = sched.step(guided_unet(den.den.unet, sched.scale_model_input(x, t), t, labels, g, null), t, x).prev_sample
     return x
+
+
+def guided_unet(unet: Any, x: Tensor, t: Tensor, labels: Tensor, g: float, null: int) -> Tensor:
+    """A class-conditional diffusers UNet's output with classifier-free guidance u + g (c - u) on it (Ho & Salimans
+    2022, Eq. 6), both branches in one batched call, as diffusers pipelines do."""
+    if g == 1.0:
+        return unet(x, t, class_labels=labels).sample
+    u, c = unet(torch.cat([x, x]), t, class_labels=torch.cat([torch.full_like(labels, null), labels])).sample.chunk(2)
+    return u + g * (c - u)
 
 
 DIFFUSERS_EDM = {"EDMEuler": ("EDMEulerScheduler", {}),

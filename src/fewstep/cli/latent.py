@@ -73,20 +73,7 @@ def train_ae(ctx: click.Context, **o: Any) -> None:
 @click.pass_context
 def train_ldm(ctx: click.Context, **o: Any) -> None:
     """Train the class-conditional latent teacher (EDM, diffusers UNet2DModel) and write the diffusers folder."""
-    import torch
-
-    from .. import data as fsdata
-    from ..latent.teacher import train_teacher
-
-    _check_out(o["out"], o["resume"], o["overwrite"])
-    torch.set_num_threads(o["threads"] or 1)
-    run = run_config(o, label_dropout=o["label_dropout"])
-    cfg = LDMConfig(o["unet_channels"], o["layers_per_block"], o["attention_head_dim"])
-    command = recorded_command(ctx, ["fewstep", "latent", "train-ldm"])
-    den = train_teacher(o["ae_folder"], fsdata.get(o["data_name"], "train"), cfg, run, o["out"], resume=o["resume"],
-                        device=o["device"], command=command, overwrite=o["overwrite"] or o["resume"])
-    click.echo(json.dumps({"out": o["out"], "params": sum(p.numel() for p in den.parameters())},
-                          indent=2 if o["as_json"] else None))
+    _train_unet(ctx, o, "train-ldm", objective="edm")
 
 
 @latent.command("train-lfm", context_settings={"show_default": True})
@@ -103,6 +90,11 @@ def train_ldm(ctx: click.Context, **o: Any) -> None:
 @click.pass_context
 def train_lfm(ctx: click.Context, **o: Any) -> None:
     """Train a class-conditional latent flow-matching model (Dao et al. 2023) and write the diffusers folder."""
+    _train_unet(ctx, o, "train-lfm", objective="flow", coupling=o["coupling"])
+
+
+def _train_unet(ctx: click.Context, o: dict[str, Any], command_name: str, **objective: Any) -> None:
+    """The latent UNet's run behind train-ldm and train-lfm (latent.teacher.train_teacher with `objective`)."""
     import torch
 
     from .. import data as fsdata
@@ -112,9 +104,8 @@ def train_lfm(ctx: click.Context, **o: Any) -> None:
     torch.set_num_threads(o["threads"] or 1)
     run = run_config(o, label_dropout=o["label_dropout"])
     cfg = LDMConfig(o["unet_channels"], o["layers_per_block"], o["attention_head_dim"])
-    command = recorded_command(ctx, ["fewstep", "latent", "train-lfm"])
+    command = recorded_command(ctx, ["fewstep", "latent", command_name])
     den = train_teacher(o["ae_folder"], fsdata.get(o["data_name"], "train"), cfg, run, o["out"], resume=o["resume"],
-                        device=o["device"], command=command, overwrite=o["overwrite"] or o["resume"],
-                        objective="flow", coupling=o["coupling"])
+                        device=o["device"], command=command, overwrite=o["overwrite"] or o["resume"], **objective)
     click.echo(json.dumps({"out": o["out"], "params": sum(p.numel() for p in den.parameters())},
                           indent=2 if o["as_json"] else None))
