@@ -3,6 +3,6 @@ reference; the objective is fewstep.train.losses.flow_loss and the model the lat
 (`fewstep latent train-lfm`)."""
 
 from .coupling import COUPLINGS, couple, ot_permutation
-from .velocity import Solved, solve, t_of_sigma, velocity, velocity_denoiser
+from .velocity import Solved, solve, velocity, velocity_denoiser
 
-__all__ = ["COUPLINGS", "Solved", "couple", "ot_permutation", "solve", "t_of_sigma", "velocity", "velocity_denoiser"]
+__all__ = ["COUPLINGS", "Solved", "couple", "ot_permutation", "solve", "velocity", "velocity_denoiser"]

@@ -17,14 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from ..denoiser import append_dims, batch_sigma
+from ..noise import RectifiedFlow
 from ..precond import Preconditioned
 from ..precond import flow as flow_precond
-
-
-def t_of_sigma(sigma: Tensor | float) -> Tensor:
-    """t = sigma / (1 + sigma): the flow time of VE noise level sigma."""
-    s = torch.as_tensor(sigma, dtype=torch.float64)
-    return s / (1 + s)
 
 
 def velocity_denoiser(net: nn.Module, t_min: float = 1e-3, t_max: float = 0.999, time_scale: float = 1.0,
@@ -32,7 +27,8 @@ def velocity_denoiser(net: nn.Module, t_min: float = 1e-3, t_max: float = 0.999,
     """A raw velocity network net(z_t, time_scale * t, cond) -> v as a fewstep denoiser on t in [t_min, t_max]."""
     if not 0 < t_min < t_max < 1:
         raise ValueError(f"need 0 < t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
-    return Preconditioned(net, flow_precond(time_scale=time_scale), t_min / (1 - t_min), t_max / (1 - t_max), shape)
+    path = RectifiedFlow(t_min=t_min, t_max=t_max)
+    return Preconditioned(net, flow_precond(time_scale=time_scale), path.sigma_min, path.sigma_max, shape)
 
 
 def velocity(den: Any, z: Tensor, t: Tensor | float, cond: Any = None) -> Tensor:
@@ -61,7 +57,7 @@ def solve(den: Any, x_T: Tensor, cond: Any = None, rtol: float = 1e-5, atol: flo
     from scipy.integrate import solve_ivp
 
     s_max, s_min = float(den.sigma_max), float(den.sigma_min)
-    t_hi, t_lo = float(t_of_sigma(s_max)), float(t_of_sigma(s_min))
+    t_hi, t_lo = float(RectifiedFlow().t(s_max)), float(RectifiedFlow().t(s_min))
     shape, dtype, device = x_T.shape, x_T.dtype, x_T.device
 
     def f(t: float, y: np.ndarray) -> np.ndarray:

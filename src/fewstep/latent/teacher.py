@@ -18,6 +18,7 @@ from ..data.sets import ImageData
 from ..errors import DataError
 from ..io import git_commit
 from ..nets.diffusers_unet import unet2d_config
+from ..noise import RectifiedFlow
 from ..train.config import TrainConfig
 from ..train.loop import train
 from .autoencoder import KLAutoencoder
@@ -26,14 +27,14 @@ from .stack import encode_dataset, save_stack
 
 SIGMA_DATA = 1.0  # the latents are standardised to unit variance
 LOSS_KWARGS = {"sigma_data": SIGMA_DATA, "P_mean": -0.6, "P_std": 1.2}  # EDM's -1.2 shifted by ln(1 / 0.5)
-FLOW_T = (1e-3, 0.999)  # the t range diffusers' FlowMatch schedulers give a 1000-step model (bridge.schedule)
 OBJECTIVES = ("edm", "flow")
 
 
 def model_config(ae: KLAutoencoder, cfg: LDMConfig, num_classes: int, data_name: str,
                  sigma_min: float = 0.002, sigma_max: float = 80.0, objective: str = "edm") -> dict[str, Any]:
     """The fewstep io config of the latent teacher: net diffusers_unet2d over ae's latent shape, EDM precond (or,
-    for objective="flow", the velocity precond over t in FLOW_T)."""
+    for objective="flow", the velocity precond over noise.RectifiedFlow's t range, the one diffusers' FlowMatch
+    schedulers give a 1000-step model)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
     try:
@@ -48,7 +49,7 @@ def model_config(ae: KLAutoencoder, cfg: LDMConfig, num_classes: int, data_name:
     precond: dict[str, Any] = {"name": "edm", "kwargs": {"sigma_data": SIGMA_DATA}}
     if objective == "flow":
         precond = {"name": "flow", "kwargs": {"time_scale": 1000.0}}
-        sigma_min, sigma_max = (t / (1 - t) for t in FLOW_T)
+        sigma_min, sigma_max = RectifiedFlow().sigma_min, RectifiedFlow().sigma_max
     return {"kind": "denoiser", "net": {"class": "diffusers_unet2d", "kwargs": {"config": unet,
                                                                                "num_classes": num_classes}},
             "precond": precond, "sigma_min": sigma_min,
